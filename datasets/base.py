@@ -1,0 +1,122 @@
+"""What every dataset shares: the split logic, rays built from poses on demand, batching."""
+import math
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from datasets.ray_utils import get_ndc_rays, get_ray_directions, get_rays
+from models.rendering import Rays
+
+
+class BaseDataset(Dataset):
+    """A scene: cameras, images and the rays through them.
+
+    A format reader subclasses this and implements ``read_meta(split)``, which must set
+
+    - ``self.K``: ``(3, 3)`` intrinsics at ``img_wh`` resolution;
+    - ``self.poses``: ``(N_images, 3, 4)`` float32 camera-to-world, in the convention of
+      ``datasets.ray_utils`` (x right, y up, looking along -z);
+    - ``self.rgbs``: ``(N_images, H*W, 3)`` float32 in [0, 1], or None when the split has no
+      ground truth (a rendering path);
+    - ``self.near``, ``self.far``: scene bounds in units of the (normalized) ray directions;
+    - optionally ``self.ndc = True`` (forward-facing scenes: rays are mapped to NDC) and
+      ``self.image_names`` (one per pose).
+
+    Splits: ``"train"`` yields batches of random rays (indexed by a ``LongTensor`` of flat ray
+    indices from ``RayBatchSampler``); every other split yields whole images, one per index.
+    Rays are built from the pose and the pixel on demand, so memory holds colours, not rays.
+    """
+
+    ndc = False
+    white_back = False
+
+    def __init__(self, root_dir, split="train", img_wh=(800, 800), **kwargs):
+        self.root_dir = root_dir
+        self.split = split
+        self.img_wh = tuple(int(v) for v in img_wh)
+        self.image_names = None
+        self.read_meta(split, **kwargs)
+        W, H = self.img_wh
+        self.poses = torch.as_tensor(np.asarray(self.poses), dtype=torch.float32)
+        self.directions = get_ray_directions(H, W, self.K).view(-1, 3)  # (H*W, 3)
+        if self.rgbs is not None:
+            self.rgbs = torch.as_tensor(np.asarray(self.rgbs), dtype=torch.float32).view(len(self.poses), H * W, 3)
+
+    def read_meta(self, split, **kwargs):
+        raise NotImplementedError
+
+    @property
+    def n_rays(self):
+        W, H = self.img_wh
+        return len(self.poses) * W * H
+
+    def __len__(self):
+        if self.split == "train":
+            raise TypeError("the train split is indexed by batches of rays: use RayBatchSampler")
+        return len(self.poses)
+
+    def rays(self, img_idx, pix_idx=None):
+        """Rays through pixels of one or several images.
+
+        Args:
+            img_idx: an image index, or a ``LongTensor`` ``(N_rays,)`` of image indices.
+            pix_idx: ``LongTensor`` ``(N_rays,)`` of flat pixel indices (``v * W + u``);
+                None: every pixel of image ``img_idx``, row by row.
+        Returns:
+            ``Rays`` of N_rays (H*W for a whole image).
+        """
+        dirs = self.directions if pix_idx is None else self.directions[pix_idx]  # (N_rays, 3)
+        c2w = self.poses[img_idx]  # (3, 4) or (N_rays, 3, 4)
+        rays_o, rays_d = get_rays(dirs, c2w)
+        if self.ndc:
+            W, H = self.img_wh
+            rays_o, rays_d = get_ndc_rays(H, W, float(self.K[0, 0]), 1.0, rays_o, rays_d)
+        ones = torch.ones_like(rays_o[:, :1])
+        return Rays(rays_o, rays_d, ones * self.near, ones * self.far)
+
+    def __getitem__(self, idx):
+        if self.split == "train":
+            # idx: (batch,) flat indices into all pixels of all training images
+            W, H = self.img_wh
+            img_idx, pix_idx = idx // (W * H), idx % (W * H)
+            return {"rays": self.rays(img_idx, pix_idx), "rgbs": self.rgbs[img_idx, pix_idx]}
+        sample = {"rays": self.rays(idx), "img_idx": idx}
+        if self.rgbs is not None:
+            sample["rgbs"] = self.rgbs[idx]  # (H*W, 3)
+        return sample
+
+
+class RayBatchSampler(Sampler):
+    """Batches of random ray indices: every ray once per epoch, in a new order each epoch.
+
+    Under DDP each rank takes its own ``batch_size`` slice of each global batch of
+    ``batch_size * world_size`` rays, so all ranks see disjoint rays and the same number of steps.
+    The order depends only on ``seed`` and the epoch (``set_epoch``, called by Lightning), and
+    ``skip`` batches can be skipped once, to resume mid-epoch exactly.
+
+    Yields ``LongTensor`` ``(batch_size,)`` (the last batch of an epoch may be smaller).
+    """
+
+    def __init__(self, n_rays, batch_size, seed=0, rank=0, world_size=1):
+        self.n_rays, self.batch_size = n_rays, batch_size
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return math.ceil(self.n_rays / (self.batch_size * self.world_size))
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        perm = torch.randperm(self.n_rays, generator=gen)
+        step = self.batch_size * self.world_size
+        start, self.skip = self.skip, 0
+        for i in range(start, len(self)):
+            chunk = perm[i * step:(i + 1) * step]
+            mine = chunk[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+            if len(mine) == 0:  # the last global batch ran out before this rank: reuse its start
+                mine = chunk[:self.batch_size]
+            yield mine

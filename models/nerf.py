@@ -1,0 +1,64 @@
+"""The NeRF MLP (a radiance field): points and view directions -> density and colour."""
+import torch
+from torch import nn
+
+from models.encoding import PosEmbedding
+
+
+class NeRF(nn.Module):
+    """The MLP of the NeRF paper, with its own positional encodings.
+
+    ``depth`` layers of ``width`` units on the encoded point, the input re-injected before
+    layer ``skips`` (4 by default), a density head, then one 128-unit layer that also sees the
+    encoded view direction and gives the colour through a sigmoid. At the defaults (8x256,
+    10 and 4 frequencies) it has 595,844 parameters.
+
+    A radiance field for ``models.rendering``: ``forward(x, d) -> (sigma, rgb)`` and the
+    density-only twin ``query_density(x) -> sigma``. Points and directions are in world (or NDC)
+    coordinates; directions need not be normalized (the seed feeds them as they come).
+    """
+
+    def __init__(self, depth=8, width=256, n_freqs_xyz=10, n_freqs_dir=4, skips=(4,)):
+        super().__init__()
+        self.depth, self.width, self.skips = depth, width, tuple(skips)
+        self.embed_xyz = PosEmbedding(n_freqs_xyz)
+        self.embed_dir = PosEmbedding(n_freqs_dir)
+        in_xyz, in_dir = self.embed_xyz.out_channels, self.embed_dir.out_channels
+
+        layers = []
+        for i in range(depth):
+            n_in = in_xyz if i == 0 else width
+            if i in self.skips:
+                n_in += in_xyz
+            layers.append(nn.Sequential(nn.Linear(n_in, width), nn.ReLU(True)))
+        self.xyz_layers = nn.ModuleList(layers)
+        self.xyz_final = nn.Linear(width, width)
+        self.sigma = nn.Linear(width, 1)
+        self.dir_layer = nn.Sequential(nn.Linear(width + in_dir, width // 2), nn.ReLU(True))
+        self.rgb = nn.Sequential(nn.Linear(width // 2, 3), nn.Sigmoid())
+
+    def _features(self, x):
+        x_enc = self.embed_xyz(x)
+        h = x_enc
+        for i, layer in enumerate(self.xyz_layers):
+            if i in self.skips:
+                h = torch.cat([x_enc, h], -1)
+            h = layer(h)
+        return h
+
+    def query_density(self, x):
+        """Raw density (before any activation; the renderer applies ReLU).
+
+        Args: x ``(N, 3)``. Returns: sigma ``(N,)``.
+        """
+        return self.sigma(self._features(x)).squeeze(-1)
+
+    def forward(self, x, d):
+        """Args: x ``(N, 3)`` points, d ``(N, 3)`` view directions.
+
+        Returns: sigma ``(N,)`` raw density, rgb ``(N, 3)`` in [0, 1].
+        """
+        h = self._features(x)
+        sigma = self.sigma(h).squeeze(-1)
+        h = self.dir_layer(torch.cat([self.xyz_final(h), self.embed_dir(d)], -1))
+        return sigma, self.rgb(h)

@@ -1,0 +1,222 @@
+"""Volume rendering: sample points along rays, query a radiance field, composite.
+
+Sampling and compositing are separate steps: ``stratified_samples`` and ``sample_pdf`` return
+sample distances, ``composite`` turns densities and colours at those distances into a pixel.
+``render_rays`` chains them for the coarse/fine scheme of NeRF and ``render_chunked`` is the one
+chunk loop used by training, eval.py, test.ipynb and extract_mesh.py.
+
+A *field* is anything with ``field(x, d) -> (sigma, rgb)`` and ``field.query_density(x) -> sigma``
+(``x``, ``d``: ``(N, 3)``; ``sigma``: ``(N,)`` raw, before ReLU; ``rgb``: ``(N, 3)``), e.g.
+``models.nerf.NeRF``. The renderer never looks inside it.
+"""
+from typing import NamedTuple
+
+import torch
+
+
+class Rays(NamedTuple):
+    """A batch of rays. ``origins``, ``directions``: ``(N_rays, 3)``; ``near``, ``far``: ``(N_rays, 1)``.
+
+    Distances along a ray are in units of ``directions`` (unit vectors for metric rays, so depth
+    is metric; NDC rays are not normalized, as in the paper).
+    """
+
+    origins: torch.Tensor
+    directions: torch.Tensor
+    near: torch.Tensor
+    far: torch.Tensor
+
+    def __len__(self):
+        return self.origins.shape[0]
+
+    def __getitem__(self, idx):
+        return Rays(*(t[idx] for t in self))
+
+    def to(self, *args, **kwargs):
+        return Rays(*(t.to(*args, **kwargs) for t in self))
+
+
+def stratified_samples(near, far, n_samples, use_disp=False, perturb=0.0):
+    """Sample distances between near and far, one per evenly spaced bin.
+
+    Args:
+        near, far: ``(N_rays, 1)``.
+        n_samples: samples per ray.
+        use_disp: space the bins evenly in inverse depth (disparity) instead of depth.
+        perturb: 0 gives the bin edges (deterministic); 1 a uniform draw inside each bin.
+    Returns:
+        z_vals ``(N_rays, n_samples)``, sorted, inside ``[near, far]``.
+    """
+    t = torch.linspace(0, 1, n_samples, device=near.device, dtype=near.dtype)  # (S,)
+    if use_disp:
+        z_vals = 1.0 / (1.0 / near * (1 - t) + 1.0 / far * t)
+    else:
+        z_vals = near * (1 - t) + far * t  # (N_rays, S)
+    if perturb > 0:
+        mids = 0.5 * (z_vals[:, 1:] + z_vals[:, :-1])
+        upper = torch.cat([mids, z_vals[:, -1:]], -1)
+        lower = torch.cat([z_vals[:, :1], mids], -1)
+        z_vals = lower + (upper - lower) * perturb * torch.rand_like(z_vals)
+    return z_vals
+
+
+def sample_pdf(bins, weights, n_importance, det=False, eps=1e-5):
+    """Inverse-CDF sampling of a piecewise-constant PDF (hierarchical sampling, NeRF sec. 5.2).
+
+    Args:
+        bins: ``(N_rays, N_bins + 1)`` sorted bin edges.
+        weights: ``(N_rays, N_bins)`` non-negative weight of each bin (need not sum to 1).
+        n_importance: samples to draw per ray.
+        det: take evenly spaced quantiles instead of uniform random ones (used at test time).
+    Returns:
+        samples ``(N_rays, n_importance)`` inside ``[bins[:, 0], bins[:, -1]]``.
+    """
+    n_rays, n_bins = weights.shape
+    weights = weights + eps  # avoids a zero PDF on empty rays
+    pdf = weights / weights.sum(-1, keepdim=True)
+    cdf = torch.cumsum(pdf, -1)
+    cdf = torch.cat([torch.zeros_like(cdf[:, :1]), cdf], -1)  # (N_rays, N_bins + 1)
+    if det:
+        u = torch.linspace(0, 1, n_importance, device=bins.device, dtype=bins.dtype).expand(n_rays, n_importance)
+    else:
+        u = torch.rand(n_rays, n_importance, device=bins.device, dtype=bins.dtype)
+    u = u.contiguous()
+
+    idx = torch.searchsorted(cdf, u, right=True)
+    below = (idx - 1).clamp(min=0)
+    above = idx.clamp(max=n_bins)
+    idx_ba = torch.stack([below, above], -1).view(n_rays, 2 * n_importance)
+    cdf_g = torch.gather(cdf, 1, idx_ba).view(n_rays, n_importance, 2)
+    bins_g = torch.gather(bins, 1, idx_ba).view(n_rays, n_importance, 2)
+
+    denom = cdf_g[..., 1] - cdf_g[..., 0]
+    denom = torch.where(denom < eps, torch.ones_like(denom), denom)  # flat CDF: take the lower edge
+    t = (u - cdf_g[..., 0]) / denom
+    return bins_g[..., 0] + t * (bins_g[..., 1] - bins_g[..., 0])
+
+
+def composite(sigmas, rgbs, z_vals, directions, noise_std=0.0, white_back=False):
+    """Alpha-composite samples front to back (NeRF eq. 3).
+
+    Args:
+        sigmas: ``(N_rays, N_samples)`` raw densities (ReLU is applied here, after the noise).
+        rgbs: ``(N_rays, N_samples, 3)`` colours, or None to compute weights only.
+        z_vals: ``(N_rays, N_samples)`` sorted sample distances.
+        directions: ``(N_rays, 3)`` ray directions; intervals are scaled by their norm.
+        noise_std: std of Gaussian noise added to the raw densities (training only).
+        white_back: composite onto a white background.
+    Returns:
+        dict with ``weights`` ``(N_rays, N_samples)``, ``opacity`` ``(N_rays,)``, ``depth``
+        ``(N_rays,)`` (expected distance), and ``rgb`` ``(N_rays, 3)`` when ``rgbs`` is given.
+    """
+    sigmas = sigmas.float()
+    deltas = z_vals[:, 1:] - z_vals[:, :-1]
+    deltas = torch.cat([deltas, torch.full_like(deltas[:, :1], 1e10)], -1)  # the last interval is infinite
+    deltas = deltas * directions.norm(dim=-1, keepdim=True)
+    if noise_std > 0:
+        sigmas = sigmas + torch.randn_like(sigmas) * noise_std
+    alphas = 1 - torch.exp(-deltas * torch.relu(sigmas))  # (N_rays, N_samples)
+    # transmittance T_i = prod_{j<i} (1 - alpha_j); the 1e-10 keeps gradients finite at alpha = 1
+    trans = torch.cumprod(torch.cat([torch.ones_like(alphas[:, :1]), 1 - alphas + 1e-10], -1), -1)[:, :-1]
+    weights = alphas * trans
+    opacity = weights.sum(-1)
+    out = {"weights": weights, "opacity": opacity, "depth": (weights * z_vals).sum(-1)}
+    if rgbs is not None:
+        rgb = (weights[..., None] * rgbs.float()).sum(-2)  # (N_rays, 3)
+        if white_back:
+            rgb = rgb + (1 - opacity[:, None])
+        out["rgb"] = rgb
+    return out
+
+
+def query_field(field, x, d=None, max_points=1 << 18):
+    """Evaluate a field on ``x`` ``(N, 3)`` (and ``d`` ``(N, 3)``) in pieces of ``max_points``.
+
+    Returns ``sigma`` ``(N,)`` when ``d`` is None, else ``(sigma (N,), rgb (N, 3))``. Pieces bound
+    the activation memory at eval time; a training batch usually fits in one piece.
+    """
+    if x.shape[0] <= max_points:
+        return field.query_density(x) if d is None else field(x, d)
+    outs = [query_field(field, x[i:i + max_points], None if d is None else d[i:i + max_points], max_points)
+            for i in range(0, x.shape[0], max_points)]
+    if d is None:
+        return torch.cat(outs)
+    return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+
+
+def _render_level(field, rays, z_vals, noise_std, white_back, weights_only):
+    """Query ``field`` at ``z_vals`` ``(N_rays, S)`` along ``rays`` and composite."""
+    n_rays, n_samples = z_vals.shape
+    x = rays.origins[:, None] + rays.directions[:, None] * z_vals[..., None]  # (N_rays, S, 3)
+    x = x.reshape(-1, 3)
+    if weights_only:
+        sigmas, rgbs = query_field(field, x), None
+    else:
+        d = rays.directions[:, None].expand(n_rays, n_samples, 3).reshape(-1, 3)
+        sigmas, rgbs = query_field(field, x, d)
+        rgbs = rgbs.view(n_rays, n_samples, 3)
+    return composite(sigmas.view(n_rays, n_samples), rgbs, z_vals, rays.directions, noise_std, white_back)
+
+
+def render_rays(fields, rays, *, n_samples=64, n_importance=0, use_disp=False, perturb=0.0,
+                noise_std=0.0, white_back=False, test_time=False):
+    """Render rays with NeRF's coarse-to-fine scheme.
+
+    Args:
+        fields: dict with a ``"coarse"`` field and, when ``n_importance > 0``, a ``"fine"`` one
+            (the coarse field is reused if it is missing).
+        rays: ``Rays`` of N_rays.
+        n_samples: stratified samples per ray for the coarse pass.
+        n_importance: extra samples drawn from the coarse weights; 0 renders with the coarse pass only.
+        use_disp, perturb: see ``stratified_samples``; ``perturb == 0`` also makes the fine
+            samples deterministic.
+        noise_std: density noise (training only).
+        white_back: composite on white (Blender scenes).
+        test_time: skip the coarse colours when a fine pass follows (only its weights are needed).
+    Returns:
+        dict of ``rgb_{level}`` ``(N_rays, 3)``, ``depth_{level}`` ``(N_rays,)``,
+        ``opacity_{level}`` ``(N_rays,)``, ``weights_{level}`` ``(N_rays, S)`` and
+        ``z_vals_{level}`` ``(N_rays, S)`` for level ``coarse`` (no ``rgb_coarse`` when
+        ``test_time`` and a fine pass follow) and ``fine`` when ``n_importance > 0``.
+    """
+    z_coarse = stratified_samples(rays.near, rays.far, n_samples, use_disp, perturb)
+    weights_only = test_time and n_importance > 0
+    coarse = _render_level(fields["coarse"], rays, z_coarse, noise_std, white_back, weights_only)
+    out = {f"{k}_coarse": v for k, v in coarse.items()}
+    out["z_vals_coarse"] = z_coarse
+    if n_importance > 0:
+        mids = 0.5 * (z_coarse[:, 1:] + z_coarse[:, :-1])  # (N_rays, S - 1)
+        z_new = sample_pdf(mids, coarse["weights"][:, 1:-1].detach(), n_importance, det=(perturb == 0))
+        z_fine, _ = torch.sort(torch.cat([z_coarse, z_new.detach()], -1), -1)  # (N_rays, S + N_importance)
+        fine = _render_level(fields.get("fine", fields["coarse"]), rays, z_fine, noise_std, white_back, False)
+        out.update({f"{k}_fine": v for k, v in fine.items()})
+        out["z_vals_fine"] = z_fine
+    return out
+
+
+def final_level(results):
+    """``"fine"`` when ``results`` has a fine pass, else ``"coarse"``."""
+    return "fine" if "rgb_fine" in results else "coarse"
+
+
+@torch.no_grad()
+def render_chunked(fields, rays, chunk=32 * 1024, keys=("rgb", "depth", "opacity"), to_cpu=False, **render_kwargs):
+    """Render many rays (a whole image) ``chunk`` rays at a time, without gradients.
+
+    Args:
+        fields, render_kwargs: as for ``render_rays``.
+        rays: ``Rays`` of any length, on the fields' device.
+        keys: outputs to keep, taken from the final level (fine if present, else coarse).
+        to_cpu: move each chunk's outputs to the CPU at once, so device memory stays bounded
+            by one chunk whatever the image size.
+    Returns:
+        dict ``key -> tensor`` with the leading dimension N_rays, e.g. ``rgb`` ``(N_rays, 3)``.
+    """
+    parts = {k: [] for k in keys}
+    for i in range(0, len(rays), chunk):
+        out = render_rays(fields, rays[i:i + chunk], **render_kwargs)
+        level = final_level(out)
+        for k in keys:
+            v = out[f"{k}_{level}"]
+            parts[k].append(v.cpu() if to_cpu else v)
+    return {k: torch.cat(v, 0) for k, v in parts.items()}

@@ -1,0 +1,138 @@
+"""Command-line flags: the single parser shared by train.py, eval.py and extract_mesh.py.
+
+Every flag of the seed (kwea123/nerf_pl) keeps its name and default; eval.py and
+extract_mesh.py add their own flags to ``get_parser()`` instead of redeclaring these.
+"""
+import argparse
+import sys
+
+from utils.errors import UserError
+
+DATASETS = ("blender", "llff")
+
+
+def get_parser(description="Train a NeRF (PyTorch Lightning).", training=True):
+    """The shared parser. ``training=False`` drops the training-only flags (eval, mesh)."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument("--root_dir", type=str, default=None,
+                      help="scene folder (Blender: transforms_*.json; LLFF: poses_bounds.npy or sparse/0 + images/)")
+    data.add_argument("--dataset_name", type=str, default="blender", choices=DATASETS,
+                      help="dataset format")
+    data.add_argument("--img_wh", nargs=2, type=int, default=[800, 800],
+                      help="resolution (width height) the images are resized to")
+    data.add_argument("--spheric_poses", "--spheric", dest="spheric_poses", action="store_true", default=False,
+                      help="LLFF: the scene is 360 degrees inward-facing (metric rays, no NDC)")
+    data.add_argument("--llff_holdout", type=int, default=8,
+                      help="LLFF: hold out every N-th view for val/test (0: train on all views)")
+    data.add_argument("--white_back", type=int, default=None, choices=(0, 1),
+                      help="composite on a white background (default: 1 for blender, 0 for llff)")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--N_samples", type=int, default=64, help="number of coarse samples per ray")
+    model.add_argument("--N_importance", type=int, default=128,
+                       help="number of additional fine samples per ray (0: coarse network only)")
+    model.add_argument("--use_disp", action="store_true", default=False,
+                       help="sample linearly in disparity rather than depth")
+    model.add_argument("--net_depth", type=int, default=8, help="number of layers of each MLP")
+    model.add_argument("--net_width", type=int, default=256, help="width of each MLP layer")
+    model.add_argument("--N_emb_xyz", type=int, default=10, help="positional-encoding frequencies for xyz")
+    model.add_argument("--N_emb_dir", type=int, default=4, help="positional-encoding frequencies for directions")
+    model.add_argument("--chunk", type=int, default=32 * 1024,
+                       help="rays rendered at once (lower it if you run out of memory)")
+
+    if training:
+        train = parser.add_argument_group("training")
+        train.add_argument("--perturb", type=float, default=1.0, help="factor to perturb coarse samples (0: none)")
+        train.add_argument("--noise_std", type=float, default=1.0,
+                           help="std of the noise added to densities during training (0: none)")
+        train.add_argument("--loss_type", type=str, default="mse", choices=("mse",),
+                           help="photometric loss on coarse and fine colours")
+        train.add_argument("--batch_size", type=int, default=1024, help="rays per step (per device)")
+        train.add_argument("--num_epochs", type=int, default=16,
+                           help="epochs; one epoch visits every training ray once")
+        train.add_argument("--max_steps", type=int, default=-1,
+                           help="stop after this many optimizer steps (-1: train for --num_epochs)")
+        train.add_argument("--num_gpus", type=int, default=1,
+                           help="GPUs per node (0, or no GPU present: train on the CPU)")
+        train.add_argument("--cpu_processes", type=int, default=1,
+                           help="when training on the CPU: number of DDP processes (for testing multi-device runs)")
+        train.add_argument("--num_nodes", type=int, default=1, help="number of nodes for multi-node DDP")
+        train.add_argument("--precision", type=str, default="32-true",
+                           help="Lightning precision, e.g. 32-true, bf16-mixed, 16-mixed")
+        train.add_argument("--seed", type=int, default=0, help="random seed")
+        train.add_argument("--num_workers", type=int, default=0,
+                           help="dataloader workers (rays are in memory, so 0 is usually fastest)")
+        train.add_argument("--val_every", type=float, default=1.0,
+                           help="validate every N epochs (<1 : fraction of an epoch; >1 rounds to int)")
+        train.add_argument("--val_num", type=int, default=8,
+                           help="number of validation images rendered at each validation")
+
+        train.add_argument("--ckpt_path", type=str, default=None,
+                           help="checkpoint to resume training from (or to start from, see --prefixes_to_ignore)")
+        train.add_argument("--prefixes_to_ignore", nargs="+", type=str, default=["loss"],
+                           help="with --ckpt_path: weights whose names start with these are not loaded; "
+                                "any prefix other than 'loss' loads weights only and starts a new run")
+
+        optim = parser.add_argument_group("optimizer")
+        optim.add_argument("--optimizer", type=str, default="adam", choices=("sgd", "adam", "radam", "ranger"),
+                           help="optimizer")
+        optim.add_argument("--lr", type=float, default=5e-4, help="learning rate")
+        optim.add_argument("--momentum", type=float, default=0.9, help="momentum (sgd)")
+        optim.add_argument("--weight_decay", type=float, default=0, help="weight decay")
+        optim.add_argument("--lr_scheduler", type=str, default="steplr", choices=("steplr", "cosine", "poly"),
+                           help="learning-rate schedule, stepped once per epoch")
+        optim.add_argument("--warmup_multiplier", type=float, default=1.0,
+                           help="lr is multiplied by this after warmup (1: warm up from 0 to --lr)")
+        optim.add_argument("--warmup_epochs", type=int, default=0, help="epochs of linear warmup (0: none)")
+        optim.add_argument("--decay_step", nargs="+", type=int, default=[20], help="steplr: epochs at which to decay")
+        optim.add_argument("--decay_gamma", type=float, default=0.1, help="steplr: decay factor")
+        optim.add_argument("--poly_exp", type=float, default=0.9, help="poly: exponent")
+
+        parser.add_argument("--exp_name", type=str, default="exp",
+                            help="experiment name: logs in logs/EXP, checkpoints in ckpts/EXP")
+    return parser
+
+
+def check_opts(hparams):
+    """Reject values no run can use, with a line that names the flag. Raises UserError."""
+    w, h = hparams.img_wh
+    if w <= 0 or h <= 0:
+        raise UserError(f"--img_wh must be two positive integers (width height), got {w} {h}")
+    positive = ["N_samples", "net_depth", "net_width", "chunk", "batch_size", "num_epochs"]
+    for name in positive:
+        value = getattr(hparams, name, None)
+        if value is not None and value <= 0:
+            raise UserError(f"--{name} must be positive, got {value}")
+    for name in ["N_importance", "N_emb_xyz", "N_emb_dir", "num_gpus", "num_workers", "llff_holdout"]:
+        value = getattr(hparams, name, None)
+        if value is not None and value < 0:
+            raise UserError(f"--{name} must be >= 0, got {value}")
+    if getattr(hparams, "N_samples", 2) < 2:
+        raise UserError("--N_samples must be at least 2")
+    if hparams.root_dir is None:
+        raise UserError("--root_dir is required: the folder of the scene to use")
+    return hparams
+
+
+def parse_args(parser, argv=None):
+    """Parse ``argv`` (None: sys.argv) and also return the set of flag names the user typed.
+
+    eval.py and extract_mesh.py use the second value so that typed flags override the ones
+    stored in a checkpoint, while untyped ones come from the checkpoint.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    explicit = set()
+    for action in parser._actions:
+        for opt in action.option_strings:
+            if any(tok == opt or tok.startswith(opt + "=") for tok in argv):
+                explicit.add(action.dest)
+    return args, explicit
+
+
+def get_opts(argv=None):
+    """Parse training flags (``argv=None``: sys.argv) and validate them."""
+    return check_opts(get_parser().parse_args(argv))

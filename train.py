@@ -1,0 +1,191 @@
+"""Train a NeRF: one LightningModule (``NeRFSystem``) and the Trainer that runs it.
+
+    python train.py --dataset_name blender --root_dir DIR --img_wh 400 400 --N_importance 64 ...
+
+Logs go to ``logs/EXP`` (TensorBoard), checkpoints to ``ckpts/EXP`` (best by val PSNR + last).
+"""
+import math
+import os
+import warnings
+from argparse import Namespace
+
+import torch
+from torch.utils.data import DataLoader
+
+# data
+from datasets import make_dataset
+from datasets.base import RayBatchSampler
+
+# models
+from models import build_fields
+from models.rendering import final_level, render_chunked, render_rays
+
+# optimizer, checkpoints
+from opt import get_opts
+from utils.checkpoint import load_checkpoint, load_fields_state
+from utils.errors import UserError, cli_main
+from utils.optim import get_learning_rate, get_optimizer, get_scheduler
+from utils.visualization import depth_to_rgb, image_strip, to_uint8
+
+# losses, metrics
+from losses import loss_dict
+from metrics import psnr, ssim
+
+# lightning
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import TensorBoardLogger
+
+
+class NeRFSystem(pl.LightningModule):
+    """The whole training system: coarse and fine NeRFs, the renderer, loss, metrics and logging."""
+
+    def __init__(self, hparams, train_dataset=None, val_dataset=None):
+        super().__init__()
+        self.save_hyperparameters(vars(hparams) if isinstance(hparams, Namespace) else dict(hparams))
+        fields = build_fields(self.hparams)
+        self.nerf_coarse = fields["coarse"]
+        if "fine" in fields:
+            self.nerf_fine = fields["fine"]
+        self.loss = loss_dict[self.hparams.get("loss_type", "mse")]()
+        self.train_dataset, self.val_dataset = train_dataset, val_dataset
+        self.train_sampler = None
+
+    @property
+    def fields(self):
+        """``{"coarse": NeRF, "fine": NeRF}`` as ``models.rendering`` expects."""
+        out = {"coarse": self.nerf_coarse}
+        if hasattr(self, "nerf_fine"):
+            out["fine"] = self.nerf_fine
+        return out
+
+    def render_kwargs(self, train):
+        """Renderer options: training perturbs samples and adds density noise, evaluation does not."""
+        h, ds = self.hparams, self.val_dataset or self.train_dataset
+        return dict(n_samples=h.N_samples, n_importance=h.N_importance, use_disp=h.use_disp,
+                    perturb=h.perturb if train else 0.0, noise_std=h.noise_std if train else 0.0,
+                    white_back=ds.white_back, test_time=not train)
+
+    def setup(self, stage):
+        if self.train_dataset is None:
+            self.train_dataset = make_dataset(Namespace(**self.hparams), "train")
+        if self.val_dataset is None:
+            self.val_dataset = make_dataset(Namespace(**self.hparams), "val")
+
+    def configure_optimizers(self):
+        optimizer = get_optimizer(self.hparams, list(self.fields.values()))
+        scheduler = get_scheduler(self.hparams, optimizer)
+        return [optimizer], [{"scheduler": scheduler, "interval": "epoch"}]
+
+    def train_dataloader(self):
+        self.train_sampler = RayBatchSampler(self.train_dataset.n_rays, self.hparams.batch_size,
+                                             seed=self.hparams.seed, rank=self.global_rank,
+                                             world_size=self.trainer.world_size)
+        return DataLoader(self.train_dataset, sampler=self.train_sampler, batch_size=None,
+                          num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
+
+    def val_dataloader(self):
+        n = len(self.val_dataset)
+        # an even spread of --val_num views, shared out across ranks
+        picks = sorted({round(i * (n - 1) / max(self.hparams.val_num - 1, 1)) for i in range(min(n, self.hparams.val_num))})
+        mine = picks[self.global_rank::self.trainer.world_size] or picks[:1]
+        return DataLoader(torch.utils.data.Subset(self.val_dataset, mine), batch_size=None, num_workers=0)
+
+    def on_train_start(self):
+        # resuming mid-epoch: skip the batches this epoch already used, so the data order is exact
+        if self.trainer.fit_loop.restarted_mid_epoch and self.train_sampler is not None:
+            self.train_sampler.skip = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+
+    def training_step(self, batch, batch_idx):
+        results = render_rays(self.fields, batch["rays"], **self.render_kwargs(train=True))
+        loss = self.loss(results, batch["rgbs"])
+        with torch.no_grad():
+            train_psnr = psnr(results[f"rgb_{final_level(results)}"].float(), batch["rgbs"])
+        n = len(batch["rgbs"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        self.log("train/psnr", train_psnr, prog_bar=True, batch_size=n)
+        self.log("lr", get_learning_rate(self.optimizers().optimizer))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        W, H = self.val_dataset.img_wh
+        out = render_chunked(self.fields, batch["rays"], chunk=self.hparams.chunk, **self.render_kwargs(train=False))
+        pred, gt = out["rgb"].view(H, W, 3).float(), batch["rgbs"].view(H, W, 3)
+        self.log("val/loss", ((pred - gt) ** 2).mean(), sync_dist=True, batch_size=1)
+        self.log("val/psnr", psnr(pred, gt), prog_bar=True, sync_dist=True, batch_size=1)
+        self.log("val/ssim", ssim(pred, gt), sync_dist=True, batch_size=1)
+        if batch_idx == 0 and self.global_rank == 0 and isinstance(self.logger, TensorBoardLogger):
+            depth = depth_to_rgb(out["depth"].view(H, W))
+            strip = image_strip(to_uint8(gt), to_uint8(pred), depth)  # GT | prediction | depth
+            self.logger.experiment.add_image("val/GT_pred_depth", strip, self.global_step, dataformats="HWC")
+
+
+def trainer_devices(hparams):
+    """(accelerator, devices, strategy) from --num_gpus/--num_nodes/--cpu_processes and the machine."""
+    if hparams.num_gpus > 0 and torch.cuda.is_available():
+        n = min(hparams.num_gpus, torch.cuda.device_count())
+        accelerator, devices = "gpu", n
+    else:
+        if hparams.num_gpus > 0:
+            warnings.warn("no GPU found: training on the CPU")
+        accelerator, devices = "cpu", hparams.cpu_processes
+    distributed = devices > 1 or hparams.num_nodes > 1
+    return accelerator, devices, ("ddp" if distributed else "auto")
+
+
+def load_start_weights(system, hparams):
+    """Handle --ckpt_path. Returns the checkpoint to resume from, or None.
+
+    A full training checkpoint with only the default ``--prefixes_to_ignore loss`` resumes
+    exactly (weights, optimizer, schedule, step). Other prefixes, or a weights-only file, load
+    the weights (minus the ignored ones) and start a new run from step 0.
+    """
+    if not hparams.ckpt_path:
+        return None
+    ckpt = load_checkpoint(hparams.ckpt_path)
+    ignore = [p for p in hparams.prefixes_to_ignore if p != "loss"]
+    load_fields_state(system.fields, ckpt["state_dict"], ignore, source=hparams.ckpt_path)
+    return hparams.ckpt_path if ckpt["lightning"] and not ignore else None
+
+
+def build_trainer(hparams, steps_per_epoch):
+    accelerator, devices, strategy = trainer_devices(hparams)
+    # validate every --val_every epochs, counted in steps so that it also works across epochs
+    val_every = max(1, round(hparams.val_every * steps_per_epoch))
+    if hparams.max_steps > 0:  # spread validations evenly so that the last one falls on the last step
+        val_every = hparams.max_steps // math.ceil(hparams.max_steps / val_every)
+    ckpt_cb = ModelCheckpoint(dirpath=os.path.join("ckpts", hparams.exp_name), filename="best-{epoch:02d}-{step}",
+                              monitor="val/psnr", mode="max", save_top_k=1, save_last=True)
+    return pl.Trainer(
+        max_epochs=hparams.num_epochs, max_steps=hparams.max_steps,
+        accelerator=accelerator, devices=devices, num_nodes=hparams.num_nodes, strategy=strategy,
+        precision=hparams.precision, use_distributed_sampler=False,  # RayBatchSampler shards itself
+        callbacks=[ckpt_cb, LearningRateMonitor(logging_interval="epoch"), TQDMProgressBar(refresh_rate=10)],
+        logger=TensorBoardLogger(save_dir="logs", name=hparams.exp_name, default_hp_metric=False),
+        val_check_interval=val_every, check_val_every_n_epoch=None,
+        num_sanity_val_steps=1 if accelerator == "gpu" else 0,
+        log_every_n_steps=min(50, steps_per_epoch), benchmark=accelerator == "gpu",
+        enable_model_summary=False,
+    )
+
+
+@cli_main
+def main(argv=None):
+    hparams = get_opts(argv)
+    if hparams.loss_type not in loss_dict:
+        raise UserError(f"unknown --loss_type {hparams.loss_type}")
+    pl.seed_everything(hparams.seed, workers=True, verbose=False)
+    # read the scene (and the checkpoint) before anything is written, so bad input leaves nothing behind
+    train_ds, val_ds = make_dataset(hparams, "train"), make_dataset(hparams, "val")
+    system = NeRFSystem(hparams, train_ds, val_ds)
+    resume = load_start_weights(system, hparams)
+
+    world = trainer_devices(hparams)[1] * hparams.num_nodes
+    steps_per_epoch = math.ceil(train_ds.n_rays / (hparams.batch_size * world))
+    trainer = build_trainer(hparams, steps_per_epoch)
+    trainer.fit(system, ckpt_path=resume)
+    return trainer
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Optimizers and schedules, checkpoint I/O, visualization, errors."""

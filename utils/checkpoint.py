@@ -1,0 +1,142 @@
+"""The one checkpoint loader: Lightning checkpoints and weights-only files, with readable errors.
+
+A Lightning checkpoint (``ckpts/EXP/*.ckpt``) holds ``state_dict`` (keys ``nerf_coarse.*``,
+``nerf_fine.*``), the training flags under ``hyper_parameters``, and the optimizer/loop state.
+A weights-only file (``utils/save_weights_only.py``) holds ``state_dict`` and ``hparams`` only,
+plus optional ``extras`` (e.g. the poses of an LLFF render path).
+"""
+import os
+import re
+
+import torch
+
+from utils.errors import UserError
+
+FIELD_PREFIXES = {"coarse": "nerf_coarse", "fine": "nerf_fine"}
+WEIGHTS_FORMAT = "nerf_pl-weights-v1"
+
+
+def load_checkpoint(path):
+    """Read a checkpoint onto the CPU and check it is one of ours.
+
+    Returns:
+        dict with ``state_dict``, ``hparams`` (dict, may be empty), ``extras`` (dict), ``lightning``
+        (True for a full training checkpoint) and ``raw`` (the loaded object).
+    Raises:
+        UserError for a missing, unreadable or foreign file.
+    """
+    if not path or not os.path.isfile(path):
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises many types for a bad file
+        raise UserError(f"cannot read checkpoint {path} (not a PyTorch file, or truncated): "
+                        f"{type(err).__name__}") from None
+    state = raw.get("state_dict") if isinstance(raw, dict) else None
+    if not isinstance(state, dict) or not any(k.startswith(FIELD_PREFIXES["coarse"] + ".") for k in state):
+        raise UserError(f"{path} is not a NeRF checkpoint of this repo (no '{FIELD_PREFIXES['coarse']}' weights)")
+    hparams = raw.get("hyper_parameters") or raw.get("hparams") or {}
+    return {"state_dict": state, "hparams": dict(hparams), "extras": raw.get("extras", {}),
+            "lightning": "optimizer_states" in raw, "raw": raw}
+
+
+def field_state(state_dict, level, prefixes_to_ignore=()):
+    """The weights of one field (``"coarse"`` / ``"fine"``), prefix stripped, minus ignored keys.
+
+    A key is ignored when its full name (e.g. ``nerf_fine.sigma.weight``) starts with one of
+    ``prefixes_to_ignore``.
+    """
+    prefix = FIELD_PREFIXES[level] + "."
+    return {k[len(prefix):]: v for k, v in state_dict.items()
+            if k.startswith(prefix) and not any(k.startswith(p) for p in prefixes_to_ignore)}
+
+
+def infer_field_hparams(state_dict):
+    """Network-shape flags read off the weights: net_depth, net_width, N_emb_xyz, N_emb_dir, and
+    N_importance > 0 or not (whether a fine network is present)."""
+    coarse = field_state(state_dict, "coarse")
+    layer_ids = {int(m.group(1)) for k in coarse for m in [re.match(r"xyz_layers\.(\d+)\.", k)] if m}
+    if not layer_ids or "xyz_layers.0.0.weight" not in coarse or "dir_layer.0.weight" not in coarse:
+        raise UserError("checkpoint weights do not have the layout of models.nerf.NeRF")
+    width, in_xyz = coarse["xyz_layers.0.0.weight"].shape
+    in_dir = coarse["dir_layer.0.weight"].shape[1] - width
+    return {"net_depth": max(layer_ids) + 1, "net_width": int(width),
+            "N_emb_xyz": (int(in_xyz) // 3 - 1) // 2, "N_emb_dir": (int(in_dir) // 3 - 1) // 2,
+            "has_fine": any(k.startswith(FIELD_PREFIXES["fine"] + ".") for k in state_dict)}
+
+
+def describe(h):
+    return (f"{h['net_depth']}x{h['net_width']} MLPs, {h['N_emb_xyz']}/{h['N_emb_dir']} encoding frequencies, "
+            f"{'coarse + fine' if h.get('has_fine', h.get('N_importance', 0) > 0) else 'coarse only'}")
+
+
+def load_fields_state(fields, state_dict, prefixes_to_ignore=(), source="checkpoint"):
+    """Copy weights into ``fields`` (dict level -> module), skipping ``prefixes_to_ignore``.
+
+    Weights not ignored must match the networks exactly; otherwise a UserError says which
+    shape the checkpoint has and which the flags asked for.
+    """
+    found = infer_field_hparams(state_dict)
+    for level, module in fields.items():
+        sd = field_state(state_dict, level, prefixes_to_ignore)
+        ignored = any(p.startswith(FIELD_PREFIXES[level]) for p in prefixes_to_ignore)
+        if not sd and not ignored:
+            raise UserError(f"{source} has no '{FIELD_PREFIXES[level]}' weights ({describe(found)}); "
+                            f"set --N_importance 0 to use a coarse-only model, or retrain")
+        try:
+            module.load_state_dict(sd, strict=not ignored)
+        except RuntimeError:
+            wanted = {"net_depth": module.depth, "net_width": module.width,
+                      "N_emb_xyz": module.embed_xyz.n_freqs, "N_emb_dir": module.embed_dir.n_freqs,
+                      "has_fine": "fine" in fields}
+            raise UserError(f"{source} has {describe(found)} but the flags ask for {describe(wanted)}: "
+                            f"drop the shape flags (--net_depth/--net_width/--N_emb_*/--N_importance) "
+                            f"to use the checkpoint's") from None
+
+
+# Flags a checkpoint fixes: the networks' shape and how rays are sampled, and the scene it was trained on.
+MODEL_KEYS = ("net_depth", "net_width", "N_emb_xyz", "N_emb_dir", "N_samples", "N_importance", "use_disp")
+SCENE_KEYS = ("dataset_name", "root_dir", "img_wh", "spheric_poses", "white_back", "llff_holdout")
+
+
+def merge_hparams(hparams, explicit, ckpt):
+    """Fill model and scene flags from the checkpoint, except those given on the command line.
+
+    Args:
+        hparams: parsed flags (a Namespace, modified in place and returned).
+        explicit: names of the flags the user typed (see ``opt.parse_args``); these win.
+        ckpt: ``load_checkpoint`` output. Without stored flags, the network shape is read off
+            the weights.
+    """
+    stored = dict(ckpt["hparams"])
+    if not stored:
+        shape = infer_field_hparams(ckpt["state_dict"])
+        stored = {k: shape[k] for k in ("net_depth", "net_width", "N_emb_xyz", "N_emb_dir")}
+        if not shape["has_fine"]:
+            stored["N_importance"] = 0
+    for key in MODEL_KEYS + SCENE_KEYS:
+        if key in stored and key not in explicit and hasattr(hparams, key):
+            value = stored[key]
+            setattr(hparams, key, list(value) if isinstance(value, tuple) else value)
+    return hparams
+
+
+def load_model(hparams, explicit=(), device="cpu"):
+    """The one way eval.py, extract_mesh.py and test.ipynb get a trained model.
+
+    Reads ``hparams.ckpt_path`` (a training checkpoint or a weights-only file), merges its flags
+    (``merge_hparams``), builds the fields and loads their weights.
+
+    Returns:
+        fields (dict level -> NeRF, in eval mode on ``device``), the merged hparams, and the
+        ``load_checkpoint`` dict (for ``extras``).
+    """
+    from models import build_fields  # here, so that utils stays importable without models
+
+    ckpt = load_checkpoint(hparams.ckpt_path)
+    hparams = merge_hparams(hparams, set(explicit), ckpt)
+    fields = build_fields(hparams)
+    load_fields_state(fields, ckpt["state_dict"], source=hparams.ckpt_path)
+    for f in fields.values():
+        f.to(device).eval()
+    return fields, hparams, ckpt

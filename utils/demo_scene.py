@@ -1,0 +1,173 @@
+"""A small procedural Blender-format scene, ray-cast by this file (no download, no Blender).
+
+    python -m utils.demo_scene data/demo [--size 128] [--n_train 60]
+
+Three textured solids (a striped sphere, a checkered box, a ringed cylinder) on a round plinth,
+Lambertian-shaded with a fixed light so colours do not depend on the view, written as RGBA PNGs
+with soft (supersampled) alpha edges, plus ``transforms_{train,val,test}.json`` exactly as Blender's
+NeRF exporter writes them. World z is up; the objects fit in [-1, 1]^3 and cameras sit at
+distance 4, so the Blender near/far (2, 6) apply. The test split is a turntable.
+"""
+import argparse
+import json
+import os
+
+import cv2
+import numpy as np
+
+CAMERA_ANGLE_X = 0.6911112070083618  # lego's field of view
+LIGHT = np.array([0.4, -0.5, 0.77]) / np.linalg.norm([0.4, -0.5, 0.77])
+
+
+def look_at_pose(theta, phi, radius=4.0):
+    """Camera-to-world (4, 4) for a camera at azimuth ``theta``, elevation ``phi`` (radians),
+    looking at the origin, in Blender/OpenGL convention (x right, y up, looking along -z)."""
+    eye = radius * np.array([np.cos(phi) * np.cos(theta), np.cos(phi) * np.sin(theta), np.sin(phi)])
+    back = eye / np.linalg.norm(eye)  # camera +z points away from the target
+    right = np.cross([0.0, 0.0, 1.0], back)
+    right /= np.linalg.norm(right)
+    up = np.cross(back, right)
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, up, back, eye
+    return c2w
+
+
+def _hit_sphere(o, d, center, radius):
+    oc = o - center
+    b = (oc * d).sum(-1)
+    c = (oc * oc).sum(-1) - radius ** 2
+    disc = b * b - c
+    t = -b - np.sqrt(np.maximum(disc, 0))
+    t = np.where((disc > 0) & (t > 0), t, np.inf)
+    n = o + t[:, None] * d - center
+    return t, n / radius
+
+
+def _hit_box(o, d, lo, hi):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = 1.0 / d
+        t0, t1 = (lo - o) * inv, (hi - o) * inv
+    tmin, tmax = np.minimum(t0, t1), np.maximum(t0, t1)
+    t_near, t_far = tmin.max(-1), tmax.min(-1)
+    t = np.where((t_near < t_far) & (t_near > 0), t_near, np.inf)
+    axis = tmin.argmax(-1)
+    n = np.zeros_like(o)
+    n[np.arange(len(o)), axis] = -np.sign(d[np.arange(len(o)), axis])
+    return t, n
+
+
+def _hit_cylinder(o, d, center, radius, z0, z1):
+    """Vertical capped cylinder around ``center`` (x, y) between heights z0 and z1."""
+    ox, oy = o[:, 0] - center[0], o[:, 1] - center[1]
+    a = d[:, 0] ** 2 + d[:, 1] ** 2
+    b = ox * d[:, 0] + oy * d[:, 1]
+    c = ox ** 2 + oy ** 2 - radius ** 2
+    disc = b * b - a * c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_side = (-b - np.sqrt(np.maximum(disc, 0))) / a
+    z = o[:, 2] + t_side * d[:, 2]
+    t_side = np.where((disc > 0) & (t_side > 0) & (z >= z0) & (z <= z1), t_side, np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_cap = (z1 - o[:, 2]) / d[:, 2]  # top cap only: the bottom rests on the plinth
+    px, py = o[:, 0] + t_cap * d[:, 0] - center[0], o[:, 1] + t_cap * d[:, 1] - center[1]
+    t_cap = np.where((t_cap > 0) & (px ** 2 + py ** 2 <= radius ** 2), t_cap, np.inf)
+    t = np.minimum(t_side, t_cap)
+    p = o + np.where(np.isfinite(t), t, 0)[:, None] * d
+    n_side = np.stack([p[:, 0] - center[0], p[:, 1] - center[1], np.zeros(len(o))], -1) / radius
+    n = np.where((t_cap < t_side)[:, None], np.array([0.0, 0.0, 1.0]), n_side)
+    return t, n
+
+
+def _shade(o, d):
+    """Colour and coverage of rays ``o``, ``d`` ``(N, 3)`` -> rgb ``(N, 3)``, alpha ``(N,)``."""
+    hits = [
+        ("sphere",) + _hit_sphere(o, d, np.array([0.35, -0.3, -0.05]), 0.4),
+        ("box",) + _hit_box(o, d, np.array([-0.75, -0.15, -0.45]), np.array([-0.15, 0.45, 0.15])),
+        ("cylinder",) + _hit_cylinder(o, d, (0.3, 0.5), 0.22, -0.45, 0.55),
+        ("plinth",) + _hit_cylinder(o, d, (0.0, 0.0), 0.95, -0.6, -0.45),
+    ]
+    ts = np.stack([h[1] for h in hits], -1)
+    which = ts.argmin(-1)
+    t = ts.min(-1)
+    hit = np.isfinite(t)
+    p = o + np.where(hit, t, 0)[:, None] * d
+    normal = np.zeros_like(o)
+    rgb = np.ones_like(o)
+    for k, (name, _, n) in enumerate(hits):
+        m = which == k
+        normal[m] = n[m]
+        x, y, z = p[m, 0], p[m, 1], p[m, 2]
+        if name == "sphere":  # red with yellow latitude stripes
+            stripe = (np.floor((z + 0.05) * 12) % 2)[:, None]
+            rgb[m] = np.where(stripe > 0, [0.95, 0.8, 0.1], [0.85, 0.15, 0.1])
+        elif name == "box":  # blue/white checker
+            check = ((np.floor(x * 8) + np.floor(y * 8) + np.floor(z * 8)) % 2)[:, None]
+            rgb[m] = np.where(check > 0, [0.15, 0.3, 0.85], [0.9, 0.92, 0.95])
+        elif name == "cylinder":  # green with dark rings
+            ring = (np.floor(z * 10) % 3 == 0)[:, None]
+            rgb[m] = np.where(ring, [0.1, 0.3, 0.1], [0.2, 0.75, 0.3])
+        else:  # grey plinth with a radial pattern
+            ang = np.floor((np.arctan2(y, x) + np.pi) / (2 * np.pi) * 16) % 2
+            rgb[m] = np.where(ang[:, None] > 0, [0.55, 0.5, 0.45], [0.75, 0.7, 0.62])
+    normal = np.where(hit[:, None], normal, 0.0)  # rays that miss everything carry inf normals
+    light = 0.35 + 0.65 * np.clip((normal * LIGHT).sum(-1), 0, 1)
+    rgb = np.where(hit[:, None], rgb * light[:, None], 0.0)
+    return np.clip(rgb, 0, 1), hit.astype(np.float64)
+
+
+def render(c2w, size, supersample=3):
+    """RGBA uint8 ``(size, size, 4)`` of the scene seen from ``c2w`` (4, 4)."""
+    n = size * supersample
+    focal = 0.5 * n / np.tan(0.5 * CAMERA_ANGLE_X)
+    v, u = np.meshgrid(np.arange(n) + 0.5, np.arange(n) + 0.5, indexing="ij")
+    dirs = np.stack([(u - n / 2) / focal, -(v - n / 2) / focal, -np.ones_like(u)], -1).reshape(-1, 3)
+    d = dirs @ c2w[:3, :3].T
+    d /= np.linalg.norm(d, axis=-1, keepdims=True)
+    o = np.broadcast_to(c2w[:3, 3], d.shape)
+    rgb, alpha = _shade(o, d)
+    premult = (rgb * alpha[:, None]).reshape(n, n, 3)
+    alpha = alpha.reshape(n, n, 1)
+    # average the supersamples: premultiplied colour and coverage, then un-premultiply
+    premult = premult.reshape(size, supersample, size, supersample, 3).mean((1, 3))
+    alpha = alpha.reshape(size, supersample, size, supersample, 1).mean((1, 3))
+    rgb = np.where(alpha > 0, premult / np.maximum(alpha, 1e-8), 0)
+    return (np.concatenate([rgb, alpha], -1) * 255 + 0.5).astype(np.uint8)
+
+
+def write_scene(out_dir, size=128, n_train=60, n_val=8, n_test=40, seed=0):
+    """Write the scene to ``out_dir`` (train/val/test PNGs + transforms json). Returns out_dir."""
+    rng = np.random.default_rng(seed)
+    splits = {
+        "train": [(rng.uniform(0, 2 * np.pi), np.arcsin(rng.uniform(0.05, 0.95))) for _ in range(n_train)],
+        "val": [(rng.uniform(0, 2 * np.pi), np.arcsin(rng.uniform(0.1, 0.9))) for _ in range(n_val)],
+        "test": [(2 * np.pi * i / n_test, np.radians(30)) for i in range(n_test)],  # turntable
+    }
+    for split, views in splits.items():
+        os.makedirs(os.path.join(out_dir, split), exist_ok=True)
+        frames = []
+        for i, (theta, phi) in enumerate(views):
+            c2w = look_at_pose(theta, phi)
+            rgba = render(c2w, size)
+            cv2.imwrite(os.path.join(out_dir, split, f"r_{i}.png"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+            frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": c2w.tolist()})
+        with open(os.path.join(out_dir, f"transforms_{split}.json"), "w") as f:
+            json.dump({"camera_angle_x": CAMERA_ANGLE_X, "frames": frames}, f, indent=1)
+    return out_dir
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("out_dir", help="folder to write the scene into")
+    parser.add_argument("--size", type=int, default=128, help="image width and height")
+    parser.add_argument("--n_train", type=int, default=60, help="training views")
+    parser.add_argument("--force", action="store_true", help="rewrite an existing scene")
+    args = parser.parse_args()
+    if os.path.isfile(os.path.join(args.out_dir, "transforms_test.json")) and not args.force:
+        print(f"demo scene already in {args.out_dir}")
+        return
+    write_scene(args.out_dir, args.size, args.n_train)
+    print(f"demo scene written to {args.out_dir}")
+
+
+if __name__ == "__main__":
+    main()

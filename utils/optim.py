@@ -1,0 +1,101 @@
+"""Optimizer and learning-rate schedule factories (``configure_optimizers`` just calls these)."""
+import math
+
+import torch
+from torch.optim import SGD, Adam, RAdam
+from torch.optim.lr_scheduler import LambdaLR
+
+
+class Lookahead(torch.optim.Optimizer):
+    """Lookahead (Zhang et al. 2019) around a base optimizer: every ``k`` steps the slow weights
+    move ``alpha`` of the way to the fast ones and the fast weights restart from there.
+
+    Shares ``param_groups`` and ``state`` with the base optimizer, so LR schedulers and
+    checkpoints see one optimizer. With RAdam as the base this is "Ranger".
+    """
+
+    def __init__(self, base, k=6, alpha=0.5):
+        self.base, self.k, self.alpha = base, k, alpha
+        super().__init__(base.param_groups, base.defaults)
+        self._share()
+
+    def _share(self):
+        self.param_groups, self.state = self.base.param_groups, self.base.state
+        for group in self.param_groups:
+            group.setdefault("lookahead_step", 0)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = self.base.step(closure)
+        for group in self.param_groups:
+            group["lookahead_step"] += 1
+            if group["lookahead_step"] % self.k:
+                continue
+            for p in group["params"]:
+                slow = self.state[p].setdefault("lookahead_slow", p.detach().clone())
+                slow.add_(p.detach() - slow, alpha=self.alpha)
+                p.copy_(slow)
+        return loss
+
+    def load_state_dict(self, state_dict):
+        self.base.load_state_dict(state_dict)
+        self._share()
+
+
+def get_parameters(models):
+    """Trainable parameters of a module or a list/dict of modules."""
+    if isinstance(models, dict):
+        models = list(models.values())
+    if not isinstance(models, (list, tuple)):
+        models = [models]
+    return [p for m in models for p in m.parameters() if p.requires_grad]
+
+
+def get_optimizer(hparams, models):
+    """``--optimizer`` sgd | adam | radam | ranger with ``--lr``, ``--momentum``, ``--weight_decay``."""
+    params, eps = get_parameters(models), 1e-8
+    name = hparams.optimizer
+    if name == "sgd":
+        return SGD(params, lr=hparams.lr, momentum=hparams.momentum, weight_decay=hparams.weight_decay)
+    if name == "adam":
+        return Adam(params, lr=hparams.lr, eps=eps, weight_decay=hparams.weight_decay)
+    if name == "radam":
+        return RAdam(params, lr=hparams.lr, eps=eps, weight_decay=hparams.weight_decay)
+    if name == "ranger":
+        return Lookahead(RAdam(params, lr=hparams.lr, eps=eps, weight_decay=hparams.weight_decay))
+    raise ValueError(f"unknown optimizer {name}")
+
+
+def decay_factor(epoch, hparams):
+    """The schedule's LR multiplier at ``epoch`` (0-based, counted after warmup)."""
+    name = hparams.lr_scheduler
+    if name == "steplr":
+        return hparams.decay_gamma ** sum(epoch >= m for m in hparams.decay_step)
+    if name == "cosine":
+        return max(1e-8, 0.5 * (1 + math.cos(math.pi * min(epoch, hparams.num_epochs) / hparams.num_epochs)))
+    if name == "poly":
+        return max(0.0, 1 - epoch / hparams.num_epochs) ** hparams.poly_exp
+    raise ValueError(f"unknown lr_scheduler {name}")
+
+
+def lr_factor(epoch, hparams):
+    """LR multiplier at ``epoch`` including warmup.
+
+    With ``--warmup_epochs W`` the LR rises linearly for W epochs, from ``lr`` to
+    ``lr * warmup_multiplier`` when the multiplier is above 1, or from ``lr / (W + 1)`` to ``lr``
+    when it is 1 (never 0, so no epoch is wasted); then the schedule runs from its start, scaled by
+    the multiplier (as the seed's GradualWarmupScheduler does).
+    """
+    W, m = hparams.warmup_epochs, hparams.warmup_multiplier
+    if W > 0 and epoch < W:
+        return (m - 1) * epoch / W + 1 if m > 1 else (epoch + 1) / (W + 1)
+    return (m if W > 0 else 1.0) * decay_factor(epoch - max(W, 0), hparams)
+
+
+def get_scheduler(hparams, optimizer):
+    """A ``LambdaLR`` stepped once per epoch (``--lr_scheduler``, ``--warmup_epochs``)."""
+    return LambdaLR(optimizer, lambda epoch: lr_factor(epoch, hparams))
+
+
+def get_learning_rate(optimizer):
+    return optimizer.param_groups[0]["lr"]

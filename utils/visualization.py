@@ -1,0 +1,36 @@
+"""Pictures of renders: colormapped depth (in RGB order) and image strips."""
+import cv2
+import numpy as np
+import torch
+
+
+def depth_to_rgb(depth, vmin=None, vmax=None, cmap=cv2.COLORMAP_JET):
+    """Colormap a depth map.
+
+    Args:
+        depth: ``(H, W)`` tensor or array. NaN/inf are treated as ``vmin``.
+        vmin, vmax: the range mapped to the colormap's ends; default: this map's min and max.
+            Pass fixed values to keep one scale across the frames of a video.
+    Returns:
+        ``(H, W, 3)`` uint8 **RGB** (OpenCV returns BGR; the seed passed that on as RGB).
+    """
+    d = depth.detach().cpu().numpy() if torch.is_tensor(depth) else np.asarray(depth)
+    d = d.astype(np.float32)
+    finite = np.isfinite(d)
+    lo = vmin if vmin is not None else (float(d[finite].min()) if finite.any() else 0.0)
+    hi = vmax if vmax is not None else (float(d[finite].max()) if finite.any() else 1.0)
+    d = np.where(finite, d, lo)
+    x = np.clip((d - lo) / max(hi - lo, 1e-8), 0, 1)
+    bgr = cv2.applyColorMap((x * 255).astype(np.uint8), cmap)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def to_uint8(img):
+    """``(H, W, 3)`` float tensor/array in [0, 1] -> uint8 array."""
+    x = img.detach().cpu().numpy() if torch.is_tensor(img) else np.asarray(img)
+    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def image_strip(*images):
+    """Concatenate ``(H, W, 3)`` uint8 images left to right -> ``(H, sum W, 3)``."""
+    return np.concatenate([np.asarray(i) for i in images], axis=1)
