@@ -92,9 +92,11 @@ class NeRFSystem(pl.LightningModule):
         return DataLoader(torch.utils.data.Subset(self.val_dataset, mine), batch_size=None, num_workers=0)
 
     def on_train_start(self):
-        # resuming mid-epoch: skip the batches this epoch already used, so the data order is exact
-        if self.trainer.fit_loop.restarted_mid_epoch and self.train_sampler is not None:
-            self.train_sampler.skip = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        # resumed part-way through an epoch: skip the batches this epoch already used, so the data
+        # order is exactly that of an uninterrupted run (Lightning restarts the dataloader)
+        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        if self.trainer.fit_loop.restarted_mid_epoch and 0 < done < self.trainer.num_training_batches:
+            self.train_sampler.skip = done
 
     def training_step(self, batch, batch_idx):
         results = render_rays(self.fields, batch["rays"], **self.render_kwargs(train=True))
@@ -106,6 +108,15 @@ class NeRFSystem(pl.LightningModule):
         self.log("train/psnr", train_psnr, prog_bar=True, batch_size=n)
         self.log("lr", get_learning_rate(self.optimizers().optimizer))
         return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        # after the very last step, always validate (and so write last.ckpt): asking Lightning to
+        # stop makes its loop run the validation it would otherwise skip between intervals
+        t = self.trainer
+        last_step = 0 < t.max_steps <= t.global_step
+        last_batch = t.current_epoch == t.max_epochs - 1 and batch_idx + 1 == t.num_training_batches
+        if last_step or last_batch:
+            t.should_stop = True
 
     def validation_step(self, batch, batch_idx):
         W, H = self.val_dataset.img_wh
@@ -152,8 +163,6 @@ def build_trainer(hparams, steps_per_epoch):
     accelerator, devices, strategy = trainer_devices(hparams)
     # validate every --val_every epochs, counted in steps so that it also works across epochs
     val_every = max(1, round(hparams.val_every * steps_per_epoch))
-    if hparams.max_steps > 0:  # spread validations evenly so that the last one falls on the last step
-        val_every = hparams.max_steps // math.ceil(hparams.max_steps / val_every)
     ckpt_cb = ModelCheckpoint(dirpath=os.path.join("ckpts", hparams.exp_name), filename="best-{epoch:02d}-{step}",
                               monitor="val/psnr", mode="max", save_top_k=1, save_last=True)
     return pl.Trainer(

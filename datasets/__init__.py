@@ -2,9 +2,10 @@
 import os
 
 from datasets.blender import BlenderDataset
+from datasets.llff import LLFFDataset
 from utils.errors import UserError
 
-dataset_dict = {"blender": BlenderDataset}
+dataset_dict = {"blender": BlenderDataset, "llff": LLFFDataset}
 
 
 def dataset_kwargs(hparams):

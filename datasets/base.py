@@ -51,6 +51,12 @@ class BaseDataset(Dataset):
         W, H = self.img_wh
         return len(self.poses) * W * H
 
+    def camera_state(self):
+        """The cameras as plain arrays (no images): ``CameraPath.from_state`` rebuilds them."""
+        return dict(K=np.asarray(self.K, dtype=np.float32), img_wh=list(self.img_wh),
+                    poses=self.poses.numpy(), near=float(self.near), far=float(self.far),
+                    ndc=bool(self.ndc), white_back=bool(self.white_back), image_names=self.image_names)
+
     def __len__(self):
         if self.split == "train":
             raise TypeError("the train split is indexed by batches of rays: use RayBatchSampler")
@@ -120,3 +126,26 @@ class RayBatchSampler(Sampler):
             if len(mine) == 0:  # the last global batch ran out before this rank: reuse its start
                 mine = chunk[:self.batch_size]
             yield mine
+
+
+class CameraPath(BaseDataset):
+    """Cameras without images, built from arrays: a render path carried by a weights-only file.
+
+    ``BaseDataset.camera_state()`` of any split gives the dict this is rebuilt from, so
+    ``eval.py --split path`` can render a scene from the model file alone.
+    """
+
+    def __init__(self, K, img_wh, poses, near, far, ndc=False, white_back=False, image_names=None):
+        self._state = dict(K=np.asarray(K, dtype=np.float32), poses=np.asarray(poses, dtype=np.float32),
+                           near=float(near), far=float(far), ndc=bool(ndc), white_back=bool(white_back))
+        super().__init__(root_dir=None, split="path", img_wh=img_wh)
+        self.image_names = image_names
+
+    def read_meta(self, split, **_):
+        s = self._state
+        self.K, self.poses, self.near, self.far = s["K"], s["poses"], s["near"], s["far"]
+        self.ndc, self.white_back, self.rgbs = s["ndc"], s["white_back"], None
+
+    @classmethod
+    def from_state(cls, state):
+        return cls(**state)

@@ -109,7 +109,8 @@ def composite(sigmas, rgbs, z_vals, directions, noise_std=0.0, white_back=False)
         dict with ``weights`` ``(N_rays, N_samples)``, ``opacity`` ``(N_rays,)``, ``depth``
         ``(N_rays,)`` (expected distance), and ``rgb`` ``(N_rays, 3)`` when ``rgbs`` is given.
     """
-    sigmas = sigmas.float()
+    if sigmas.dtype in (torch.float16, torch.bfloat16):  # compositing needs float32 (the 1e10 interval)
+        sigmas = sigmas.float()
     deltas = z_vals[:, 1:] - z_vals[:, :-1]
     deltas = torch.cat([deltas, torch.full_like(deltas[:, :1], 1e10)], -1)  # the last interval is infinite
     deltas = deltas * directions.norm(dim=-1, keepdim=True)
@@ -122,7 +123,7 @@ def composite(sigmas, rgbs, z_vals, directions, noise_std=0.0, white_back=False)
     opacity = weights.sum(-1)
     out = {"weights": weights, "opacity": opacity, "depth": (weights * z_vals).sum(-1)}
     if rgbs is not None:
-        rgb = (weights[..., None] * rgbs.float()).sum(-2)  # (N_rays, 3)
+        rgb = (weights[..., None] * rgbs.to(weights.dtype)).sum(-2)  # (N_rays, 3)
         if white_back:
             rgb = rgb + (1 - opacity[:, None])
         out["rgb"] = rgb

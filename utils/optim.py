@@ -10,14 +10,21 @@ class Lookahead(torch.optim.Optimizer):
     """Lookahead (Zhang et al. 2019) around a base optimizer: every ``k`` steps the slow weights
     move ``alpha`` of the way to the fast ones and the fast weights restart from there.
 
-    Shares ``param_groups`` and ``state`` with the base optimizer, so LR schedulers and
-    checkpoints see one optimizer. With RAdam as the base this is "Ranger".
+    Shares ``param_groups`` and ``state`` with the base optimizer, so LR schedulers see one
+    optimizer; the slow weights travel in ``state_dict()["lookahead_slow"]``. With RAdam as the
+    base this is "Ranger".
     """
 
     def __init__(self, base, k=6, alpha=0.5):
         self.base, self.k, self.alpha = base, k, alpha
         super().__init__(base.param_groups, base.defaults)
         self._share()
+        # the slow weights start at the initial weights (kept apart from the base optimizer's state,
+        # which it initializes lazily when empty)
+        self.slow = [p.detach().clone() for p in self._params()]
+
+    def _params(self):
+        return [p for group in self.param_groups for p in group["params"]]
 
     def _share(self):
         self.param_groups, self.state = self.base.param_groups, self.base.state
@@ -27,19 +34,29 @@ class Lookahead(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         loss = self.base.step(closure)
+        i = 0
         for group in self.param_groups:
             group["lookahead_step"] += 1
-            if group["lookahead_step"] % self.k:
-                continue
-            for p in group["params"]:
-                slow = self.state[p].setdefault("lookahead_slow", p.detach().clone())
-                slow.add_(p.detach() - slow, alpha=self.alpha)
-                p.copy_(slow)
+            params = group["params"]
+            if group["lookahead_step"] % self.k == 0:
+                for p, slow in zip(params, self.slow[i:i + len(params)]):
+                    slow.add_(p.detach() - slow, alpha=self.alpha)
+                    p.copy_(slow)
+            i += len(params)
         return loss
 
+    def state_dict(self):
+        sd = self.base.state_dict()
+        sd["lookahead_slow"] = [s.clone() for s in self.slow]
+        return sd
+
     def load_state_dict(self, state_dict):
+        state_dict = dict(state_dict)
+        slow = state_dict.pop("lookahead_slow", None)
         self.base.load_state_dict(state_dict)
         self._share()
+        if slow is not None:
+            self.slow = [s.to(p.device, p.dtype).clone() for s, p in zip(slow, self._params())]
 
 
 def get_parameters(models):

@@ -1,0 +1,194 @@
+"""Real captures in the LLFF layout: ``images/`` + ``poses_bounds.npy`` (or a COLMAP ``sparse/0``).
+
+Two kinds of scenes:
+
+- forward-facing (the LLFF captures, e.g. fern): rays are mapped to NDC, near 0, far 1;
+- 360-degree inward-facing (``--spheric_poses``, e.g. beer): metric rays with near/far from
+  the depth bounds.
+
+Poses are read in LLFF's axis order, converted to ours, recentred on the average camera and
+scaled so that the nearest depth bound becomes 1 / 0.75 (the seed's choice: the NDC near plane
+at depth 1 then lies in front of all content).
+"""
+import os
+from collections import namedtuple
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from datasets.base import BaseDataset
+from datasets.colmap import camera_intrinsics, model_to_poses_bounds, read_model
+from datasets.image_utils import list_images, read_image
+from datasets.ray_utils import (center_poses, create_spheric_poses, create_spiral_poses, focus_depth_from_bounds,
+                                orbit_of_cameras)
+from utils.errors import UserError
+
+SPLITS = ("train", "val", "test", "path")
+NEAR_MARGIN = 0.75  # the nearest bound becomes 1 / NEAR_MARGIN after scaling
+ASPECT_TOLERANCE = 0.01
+
+# poses: (N, 3, 4) in LLFF's axis order [down, right, back | centre]; bounds: (N, 2) near/far
+# depths; intrinsics: (fx, fy, cx, cy) in pixels of an image of size (W, H) = size; paths: N files
+Capture = namedtuple("Capture", "poses bounds intrinsics size paths source")
+
+
+def read_poses_bounds(root_dir):
+    """A capture from ``poses_bounds.npy`` (N x 17) and the N images of ``images/`` sorted by name.
+
+    The principal point is taken at the image centre (the LLFF format stores only H, W, f).
+    """
+    path = os.path.join(root_dir, "poses_bounds.npy")
+    try:
+        arr = np.load(path)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {path} ({err})") from None
+    if arr.ndim != 2 or arr.shape[1] != 17 or len(arr) == 0:
+        raise UserError(f"{path} has shape {arr.shape}: expected N x 17 (LLFF: 3x5 pose|hwf + near, far per image)")
+    images_dir = os.path.join(root_dir, "images")
+    paths = list_images(images_dir)
+    if not paths:
+        raise UserError(f"no images (png/jpg) in {images_dir}")
+    if len(paths) != len(arr):
+        raise UserError(f"{images_dir} has {len(paths)} images but poses_bounds.npy has {len(arr)} rows: "
+                        "they must match one to one (images sorted by name); recompute the poses with "
+                        f"`python imgs2poses.py {root_dir} --overwrite`")
+    poses = arr[:, :15].reshape(-1, 3, 5)  # (N, 3, 5): [down, right, back, centre, hwf]
+    H, W, f = poses[0, :, 4]
+    return Capture(poses[:, :, :4], arr[:, 15:17].copy(), (f, f, W / 2, H / 2), (W, H), paths, "poses_bounds.npy")
+
+
+def read_colmap_capture(root_dir):
+    """A capture from the COLMAP model in ``sparse/0`` (binary or text): its registered images only.
+
+    Intrinsics: fx, fy, cx, cy of the camera model (distortion coefficients are ignored); when
+    images use several cameras of one size, their mean. Images of ``images/`` that the model
+    does not contain are skipped with a warning.
+    """
+    cameras, images, points = read_model(os.path.join(root_dir, "sparse", "0"))
+    poses_bounds, names = model_to_poses_bounds(cameras, images, points)
+    images_dir = os.path.join(root_dir, "images")
+    paths = [os.path.join(images_dir, n) for n in names]
+    missing = [n for n, p in zip(names, paths) if not os.path.isfile(p)]
+    if missing:
+        raise UserError(f"{len(missing)} images of sparse/0 are missing from {images_dir} (e.g. {missing[0]})")
+    extra = sorted(set(os.path.relpath(p, images_dir) for p in list_images(images_dir)) - set(names))
+    if extra:
+        print(f"warning: {len(extra)} images are not registered in sparse/0 and are skipped: {', '.join(extra[:5])}"
+              + (" ..." if len(extra) > 5 else ""))
+    used = [cameras[cid] for cid in sorted({im.camera_id for im in images.values()})]
+    if len({(c.width, c.height) for c in used}) > 1:
+        raise UserError("the images of sparse/0 have cameras of different sizes: use photos of one size")
+    intr = np.mean([camera_intrinsics(c) for c in used], 0)  # (4,) fx, fy, cx, cy
+    poses = poses_bounds[:, :15].reshape(-1, 3, 5)[:, :, :4]
+    return Capture(poses, poses_bounds[:, 15:17].copy(), tuple(intr), (used[0].width, used[0].height), paths,
+                   "sparse/0")
+
+
+def read_capture(root_dir):
+    """``poses_bounds.npy`` if present, else ``sparse/0``; UserError when neither exists."""
+    if os.path.isfile(os.path.join(root_dir, "poses_bounds.npy")):
+        return read_poses_bounds(root_dir)
+    if os.path.isdir(os.path.join(root_dir, "sparse", "0")):
+        return read_colmap_capture(root_dir)
+    raise UserError(f"{root_dir} has neither poses_bounds.npy nor a COLMAP model in sparse/0: "
+                    f"compute the camera poses from its images/ with `python imgs2poses.py {root_dir}`")
+
+
+def scaled_intrinsics(capture, img_wh):
+    """``(3, 3)`` K at ``img_wh``, after checking that ``img_wh`` keeps the photos' aspect ratio."""
+    W, H = img_wh
+    try:
+        with Image.open(capture.paths[0]) as im:
+            w0, h0 = im.size  # raw pixels, no EXIF rotation (as COLMAP and read_image see them)
+    except OSError:
+        raise UserError(f"cannot read image (corrupt or not an image): {capture.paths[0]}") from None
+    cw, ch = capture.size
+    if abs((w0 / h0) / (cw / ch) - 1) > ASPECT_TOLERANCE:
+        raise UserError(f"the images are {w0}x{h0} but the poses ({capture.source}) were computed for "
+                        f"{cw:.0f}x{ch:.0f} images: recompute them with "
+                        f"`python imgs2poses.py {os.path.dirname(os.path.dirname(capture.paths[0]))} --overwrite`")
+    if abs((W / H) / (w0 / h0) - 1) > ASPECT_TOLERANCE:
+        suggest = max(1, round(W * h0 / w0))
+        raise UserError(f"--img_wh {W} {H} does not keep the aspect ratio of the {w0}x{h0} images: "
+                        f"use --img_wh {W} {suggest} (width height)")
+    fx, fy, cx, cy = capture.intrinsics
+    sx, sy = W / cw, H / ch
+    return np.array([[fx * sx, 0, cx * sx], [0, fy * sy, cy * sy], [0, 0, 1]], dtype=np.float32)
+
+
+def split_indices(n_images, split, holdout):
+    """Image indices of a split. ``holdout > 0``: every ``holdout``-th view (0, h, 2h, ...) is held
+    out for val and test, the rest trains (the NeRF paper's protocol with 8). ``holdout == 0``:
+    everything trains, and val/test are all views too (they then measure fit, not generalization)."""
+    everything = np.arange(n_images)
+    if holdout == 0:
+        return everything
+    held = everything[::holdout]
+    if split == "train":
+        train = np.setdiff1d(everything, held)
+        if len(train) == 0:
+            raise UserError(f"--llff_holdout {holdout} leaves no training view: use 0 (train on all) or >= 2")
+        return train
+    return held
+
+
+class LLFFDataset(BaseDataset):
+    """A real capture: ``images/`` with ``poses_bounds.npy`` (or ``sparse/0``), see the module doc.
+
+    Splits: ``train`` (all but the held-out views), ``val`` and ``test`` (the held-out views, with
+    ground truth: see ``split_indices``), ``path`` (a rendering path without images: a spiral
+    around the average camera for forward-facing scenes, a circle around the object for
+    ``spheric_poses``). All splits share one scaling of the scene, so a model trained on ``train``
+    renders ``path`` in the same frame.
+    """
+
+    def read_meta(self, split, white_back=False, spheric_poses=False, holdout=8, **_):
+        if split not in SPLITS:
+            raise UserError(f"unknown split '{split}' for an LLFF scene: choose one of {', '.join(SPLITS)}")
+        if holdout < 0:
+            raise UserError(f"--llff_holdout must be >= 0, got {holdout}")
+        capture = read_capture(self.root_dir)
+        self.white_back = bool(white_back)
+        self.spheric = bool(spheric_poses)
+        self.K = scaled_intrinsics(capture, self.img_wh)
+
+        # LLFF [down, right, back] -> ours [right, up, back]
+        llff = capture.poses
+        poses = np.concatenate([llff[:, :, 1:2], -llff[:, :, 0:1], llff[:, :, 2:4]], -1)  # (N, 3, 4)
+        poses, to_avg = center_poses(poses)
+        scale = capture.bounds.min() * NEAR_MARGIN
+        poses[:, :, 3] /= scale
+        # (4, 4) from the capture's world (COLMAP's) to this dataset's frame: x' = (to_avg x) / scale
+        self.world_to_scene = np.diag([1 / scale, 1 / scale, 1 / scale, 1.0]) @ to_avg
+        bounds = capture.bounds / scale  # (N, 2)
+
+        if self.spheric:
+            self.near = float(bounds.min())
+            self.far = float(min(8 * self.near, bounds.max()))  # the seed's cap on the far bound
+        else:
+            self.ndc, self.near, self.far = True, 0.0, 1.0
+
+        if split == "path":
+            self.poses, self.rgbs = self.render_path(poses, bounds).astype(np.float32), None
+            return
+        idx = split_indices(len(poses), split, holdout)
+        self.poses = poses[idx].astype(np.float32)
+        paths = [capture.paths[i] for i in idx]
+        self.image_names = [os.path.relpath(p, self.root_dir) for p in paths]
+        self.rgbs = np.stack([read_image(p, self.img_wh, self.white_back)
+                              for p in tqdm(paths, desc=f"loading {split} images", leave=False,
+                                            disable=len(paths) < 20)])  # (N, H, W, 3)
+
+    def render_path(self, poses, bounds, n_poses=120):
+        """The ``path`` split's cameras ``(n_poses, 3, 4)``, from all (centred, scaled) poses.
+
+        Forward-facing: a two-turn spiral around the average camera (the identity after
+        centring), radii the 90th percentile of the absolute camera positions, looking at the
+        focus depth LLFF derives from the bounds. Spheric: one circle around the point the
+        cameras look at, at the cameras' mean height and distance (``orbit_of_cameras``).
+        """
+        if self.spheric:
+            return create_spheric_poses(**orbit_of_cameras(poses), n_poses=n_poses)
+        radii = np.percentile(np.abs(poses[:, :, 3]), 90, axis=0)  # (3,)
+        return create_spiral_poses(radii, focus_depth_from_bounds(bounds), n_poses=n_poses)

@@ -1,0 +1,177 @@
+"""Extract a coloured mesh (and optionally a volume texture) from a trained NeRF.
+
+    python extract_mesh.py --ckpt_path ckpts/lego/last.ckpt --N_grid 256 --sigma_threshold 20 \
+        [--x_range -1.2 1.2 ...] [--format ply obj glb] [--export_volume] [--preview_only]
+
+Writes ``results/{dataset_name}/{scene_name}/{scene_name}.ply`` (or ``--out``), always with
+``{scene_name}_density.png``, a preview of the density to choose the threshold and ranges by.
+Scene and model flags not typed on the command line come from the checkpoint.
+"""
+import os
+
+import numpy as np
+import torch
+
+# data, models
+from datasets import make_dataset
+from opt import check_opts, get_parser, parse_args
+
+# mesh
+from utils.checkpoint import load_model
+from utils.errors import UserError, cli_main
+from utils.mesh import (MESH_FORMATS, check_ranges, check_scene_bounds, density_lattice, keep_large_components,
+                        marching_cubes, scene_bounds_hint, vertex_normals, write_mesh)
+from utils.mesh_color import fuse_view_colors, normal_colors, pick_views
+from utils.volume import (density_preview, format_stats, save_preview_png, sigma_stats, suggest_threshold,
+                          volume_lattice, write_volume)
+
+
+def build_parser():
+    parser = get_parser("Extract a coloured mesh from a trained NeRF.", training=False)
+    m = parser.add_argument_group("mesh")
+    m.add_argument("--ckpt_path", type=str, required=True, help="checkpoint (or weights-only file) to load")
+    m.add_argument("--scene_name", type=str, default=None, help="output name (default: the scene folder's name)")
+    m.add_argument("--N_grid", type=int, default=256, help="lattice size per axis for marching cubes")
+    for a in "xyz":
+        m.add_argument(f"--{a}_range", nargs=2, type=float, default=[-1.2, 1.2], metavar=("LOW", "HIGH"),
+                       help=f"{a} extent of the box to mesh, in scene units")
+    m.add_argument("--sigma_threshold", type=float, default=20.0, help="density of the extracted surface")
+    m.add_argument("--occ_threshold", type=float, default=0.2,
+                   help="a view colours a vertex when the opacity in front of the vertex is below this")
+    m.add_argument("--occ_margin", type=float, default=None,
+                   help="visibility rays stop this far before the vertex (default: 2%% of the box, >= 2 voxels)")
+    m.add_argument("--n_views", type=int, default=30, help="training views used for colours (0: all)")
+    m.add_argument("--use_vertex_normal", action="store_true",
+                   help="colour vertices by rendering along their normals instead of from the training images")
+    m.add_argument("--near_t", type=float, default=1.0,
+                   help="with --use_vertex_normal: the ray starts this far (scene units) outside the vertex")
+    m.add_argument("--min_cluster_frac", type=float, default=0.05,
+                   help="drop connected pieces with fewer triangles than this fraction of the largest (1: largest only)")
+    m.add_argument("--format", nargs="+", choices=MESH_FORMATS, default=["ply"], help="mesh file formats")
+    m.add_argument("--out", type=str, default=None,
+                   help="mesh path (default results/{dataset_name}/{scene_name}/{scene_name}.ply)")
+    m.add_argument("--preview_N", type=int, default=128, help="lattice size of the density preview")
+    m.add_argument("--preview_only", action="store_true", help="write only the density preview PNG")
+    m.add_argument("--export_volume", action="store_true",
+                   help="also write {scene_name}_volume.raw + .json (colour and density on a lattice)")
+    m.add_argument("--volume_N", type=int, default=128, help="lattice size per axis of the exported volume")
+    m.add_argument("--volume_dtype", type=str, default="float32", choices=("float32", "float16"),
+                   help="sample type of the exported volume")
+    m.add_argument("--device", type=str, default=None, help="torch device (default: cuda when present, else cpu)")
+    return parser
+
+
+def output_paths(hp, explicit):
+    """(folder, stem, formats) of the mesh files."""
+    scene = hp.scene_name or os.path.basename(os.path.normpath(hp.root_dir))
+    out = hp.out or os.path.join("results", hp.dataset_name, scene, f"{scene}.ply")
+    stem, ext = os.path.splitext(os.path.basename(out))
+    formats = list(dict.fromkeys(hp.format))
+    if "format" not in explicit and ext.lstrip(".").lower() in MESH_FORMATS:
+        formats = [ext.lstrip(".").lower()]  # --out mesh.obj alone means obj
+    return os.path.dirname(out) or ".", stem, formats
+
+
+def check_flags(args):
+    for name in ("N_grid", "preview_N", "volume_N"):
+        if getattr(args, name) < 8:
+            raise UserError(f"--{name} must be at least 8, got {getattr(args, name)}")
+    if not 0 <= args.min_cluster_frac <= 1:
+        raise UserError(f"--min_cluster_frac must be in [0, 1], got {args.min_cluster_frac}")
+    return check_ranges([args.x_range, args.y_range, args.z_range])
+
+
+def surface(field, hp, ranges, stats, device):
+    """Marching cubes of the density lattice, floaters dropped. UserError if nothing is left."""
+    grid = density_lattice(field, ranges, hp.N_grid, device, desc=f"density {hp.N_grid}^3")
+    t = hp.sigma_threshold
+    if grid.max() <= t or grid.min() >= t:
+        side = ("no density above" if grid.max() <= t else "the whole box is denser than")
+        raise UserError(f"empty mesh: {side} --sigma_threshold {t:g} in the box (max {grid.max():.3g}, "
+                        f"99th percentile {stats['p99']:.3g}); try --sigma_threshold {suggest_threshold(stats):.3g}"
+                        f"{'' if grid.max() <= t else ' or wider ranges'}, or look at --preview_only")
+    vertices, triangles = marching_cubes(grid, t, ranges)
+    del grid
+    vertices, triangles, (kept, dropped) = keep_large_components(vertices, triangles, hp.min_cluster_frac)
+    print(f"marching cubes: {len(vertices)} vertices, {len(triangles)} triangles in {kept} piece(s) "
+          f"({dropped} small piece(s) dropped)")
+    return vertices, triangles
+
+
+def colorize(fields, hp, ds, vertices, triangles, ranges, render_kwargs, device):
+    normals = vertex_normals(vertices, triangles)
+    if hp.use_vertex_normal:
+        return normal_colors(fields, vertices, normals, hp.near_t, render_kwargs, hp.chunk, device)
+    voxel = max((hi - lo) / (hp.N_grid - 1) for lo, hi in ranges)
+    margin = hp.occ_margin if hp.occ_margin is not None else max(2 * voxel, 0.02 * max(hi - lo for lo, hi in ranges))
+    idx = pick_views(len(ds.poses), hp.n_views)
+    W, H = ds.img_wh
+    images = ds.rgbs[idx].view(len(idx), H, W, 3)
+    colors, n_seen = fuse_view_colors(fields, vertices, normals, ds.poses[idx], images, ds.K, ds.near, render_kwargs,
+                                      hp.occ_threshold, margin, hp.chunk, device, triangles)
+    unseen = float((n_seen == 0).mean())
+    print(f"colours from {len(idx)} training views; {100 * unseen:.1f}% of vertices passed no view's occlusion "
+          f"test (coloured from nearby vertices or their least occluded view)")
+    if unseen > 0.5:
+        print("warning: most vertices look occluded in every view (a hazy density in front of the surface): "
+              "try a higher --sigma_threshold or --occ_threshold")
+    return colors
+
+
+@cli_main
+def main(argv=None):
+    args, explicit = parse_args(build_parser(), argv)
+    ranges = check_flags(args)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    fields, hp, _ = load_model(args, explicit, device)
+    check_opts(hp)
+    ds = make_dataset(hp, "train")
+    if ds.ndc:
+        raise UserError("this scene uses NDC rays (forward-facing LLFF): meshes need metric rays; "
+                        "train with --spheric_poses for 360-degree captures")
+    hint = scene_bounds_hint(ds.poses.numpy(), ds.K, ds.img_wh, ds.near, ds.far)
+    if hint is not None:
+        print("scene bounds hint (seen by half the cameras): "
+              + " ".join(f"--{a}_range {lo:.2f} {hi:.2f}" for a, (lo, hi) in zip("xyz", hint)))
+    check_scene_bounds(ranges, hp.dataset_name, ds.poses.numpy(), ds.K, ds.img_wh, ds.near, ds.far)
+    folder, stem, formats = output_paths(hp, explicit)
+    field = fields.get("fine", fields["coarse"])  # the fine field has the sharper density
+
+    preview, preview_ranges, inside = density_preview(field, ranges, hp.preview_N, device=device)
+    stats = sigma_stats(inside, hp.sigma_threshold)
+    print(format_stats(stats))
+    title = f"{stem}: density preview ({hp.preview_N}^3)"
+    preview_path = os.path.join(folder, f"{stem}_density.png")
+    if hp.preview_only:
+        os.makedirs(folder, exist_ok=True)
+        save_preview_png(preview_path, preview, preview_ranges, ranges, hp.sigma_threshold, stats, title)
+        print(f"wrote {preview_path}")
+        return
+
+    render_kwargs = dict(n_samples=hp.N_samples, n_importance=hp.N_importance, use_disp=hp.use_disp,
+                         perturb=0.0, noise_std=0.0, white_back=ds.white_back, test_time=True)
+    vertices, triangles = surface(field, hp, ranges, stats, device)
+    colors = colorize(fields, hp, ds, vertices, triangles, ranges, render_kwargs, device)
+    volume = volume_lattice(field, ranges, hp.volume_N, device) if hp.export_volume else None
+
+    # everything is computed: only now write files, so a failure leaves nothing half-written
+    os.makedirs(folder, exist_ok=True)
+    save_preview_png(preview_path, preview, preview_ranges, ranges, hp.sigma_threshold, stats, title)
+    written = [preview_path]
+    for fmt in formats:
+        path = os.path.join(folder, f"{stem}.{fmt}")
+        write_mesh(path, vertices, triangles, colors)
+        written.append(path)
+    if volume is not None:
+        written += write_volume(folder, stem, volume, ranges, hp.volume_dtype, source=hp.ckpt_path,
+                                sigma_threshold=hp.sigma_threshold, sigma_stats=stats)
+    size = vertices.max(0) - vertices.min(0)
+    print(f"mesh: {len(vertices)} vertices, {len(triangles)} triangles, bounding box "
+          f"{size[0]:.3f} x {size[1]:.3f} x {size[2]:.3f} scene units "
+          f"(from {np.round(vertices.min(0), 3).tolist()} to {np.round(vertices.max(0), 3).tolist()})")
+    for path in written:
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Camera poses from a folder of photos with pycolmap (CPU): the work behind ``imgs2poses.py``.
+
+Stages: SIFT features -> matching (exhaustive for small sets, sequential for ordered frames of a
+walk or a video) -> incremental mapping -> ``SCENE/sparse/0`` (COLMAP binary model) and
+``SCENE/poses_bounds.npy`` (LLFF rows sorted by image name, near/far from the depths of the
+points each image sees). Everything is built in a work folder inside ``SCENE`` and moved into
+place only when it all succeeded, so a failure leaves the scene as it was.
+
+Written against pycolmap 4.2 (its option classes changed a lot between versions).
+"""
+import os
+import shutil
+import tempfile
+import time
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from datasets.colmap import model_to_poses_bounds, read_model
+from datasets.image_utils import list_images
+from utils.errors import UserError
+
+EXHAUSTIVE_MAX_IMAGES = 40  # "auto" matcher: all pairs up to this many images, neighbours beyond
+SEQUENTIAL_OVERLAP = 10  # each image is matched with this many neighbours by name order
+CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
+DEFAULT_PEAK_THRESHOLD = 0.02 / 3  # SIFT's default (0.02 / octave_resolution)
+
+
+def check_inputs(scene_dir, overwrite):
+    """The scene's image names and their common size ``(W, H)``; UserError for unusable input."""
+    if not os.path.isdir(scene_dir):
+        raise UserError(f"{scene_dir} is not a folder: give the scene folder that holds images/")
+    images_dir = os.path.join(scene_dir, "images")
+    if not os.path.isdir(images_dir):
+        raise UserError(f"{images_dir} not found: put the photos in SCENE_DIR/images/")
+    paths = list_images(images_dir)
+    if not paths:
+        raise UserError(f"no images (png/jpg) in {images_dir}")
+    if len(paths) < 3:
+        raise UserError(f"only {len(paths)} image(s) in {images_dir}: structure from motion needs at least 3 "
+                        "overlapping photos (a NeRF wants 20 or more)")
+    sizes = {}
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                sizes.setdefault(im.size, p)  # raw pixel size, as COLMAP reads it
+        except OSError:
+            raise UserError(f"cannot read image (corrupt or not an image): {p}") from None
+    if len(sizes) > 1:
+        (s1, p1), (s2, p2) = list(sizes.items())[:2]
+        raise UserError(f"the images differ in size ({os.path.basename(p1)} is {s1[0]}x{s1[1]}, "
+                        f"{os.path.basename(p2)} is {s2[0]}x{s2[1]}): use photos of one size and orientation")
+    outputs = [os.path.join(scene_dir, "sparse", "0"), os.path.join(scene_dir, "poses_bounds.npy")]
+    existing = [o for o in outputs if os.path.exists(o)]
+    if existing and not overwrite:
+        raise UserError(f"{' and '.join(existing)} already exist(s): pass --overwrite to replace them")
+    if not os.access(scene_dir, os.W_OK):
+        raise UserError(f"{scene_dir} is not writable: copy the scene to a folder you can write to")
+    return [os.path.relpath(p, images_dir) for p in paths], next(iter(sizes))
+
+
+def write_downscaled(scene_dir, names, size, downscale, out_dir):
+    """Copies of the photos reduced by ``downscale`` (area interpolation) in ``out_dir``; their size."""
+    W, H = size
+    small = (max(1, round(W / downscale)), max(1, round(H / downscale)))
+    for name in names:
+        img = cv2.imread(os.path.join(scene_dir, "images", name), cv2.IMREAD_UNCHANGED)  # no EXIF rotation
+        if img is None:
+            raise UserError(f"cannot read image (corrupt or not an image): {name}")
+        os.makedirs(os.path.dirname(os.path.join(out_dir, name)), exist_ok=True)
+        cv2.imwrite(os.path.join(out_dir, name), cv2.resize(img, small, interpolation=cv2.INTER_AREA),
+                    [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return small
+
+
+def choose_matcher(matcher, n_images):
+    """``exhaustive`` or ``sequential``: ``auto`` picks exhaustive up to EXHAUSTIVE_MAX_IMAGES images."""
+    if matcher == "auto":
+        return "exhaustive" if n_images <= EXHAUSTIVE_MAX_IMAGES else "sequential"
+    return matcher
+
+
+def run_pycolmap(image_dir, names, work_dir, matcher, camera_model, single_camera, max_side, seed, log):
+    """Features, matches and incremental mapping of the images ``names`` of ``image_dir``.
+
+    Returns the pycolmap Reconstruction with the most registered images (None if none).
+    """
+    import pycolmap
+
+    db = os.path.join(work_dir, "database.db")
+    device = pycolmap.Device.cpu
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = camera_model
+    extraction = pycolmap.FeatureExtractionOptions()
+    # small images have few features at SIFT's default contrast threshold: keep weaker ones there
+    extraction.sift.peak_threshold = float(np.clip(DEFAULT_PEAK_THRESHOLD * max_side / 1600, 0.002,
+                                                   DEFAULT_PEAK_THRESHOLD))
+    mode = pycolmap.CameraMode.SINGLE if single_camera else pycolmap.CameraMode.PER_IMAGE
+
+    t0 = time.time()
+    log("[1/3] extracting SIFT features ...")
+    pycolmap.extract_features(db, image_dir, image_names=names, camera_mode=mode, reader_options=reader,
+                              extraction_options=extraction, device=device)
+    log(f"      done in {time.time() - t0:.0f} s")
+
+    t0 = time.time()
+    log(f"[2/3] {matcher} matching ...")
+    if matcher == "exhaustive":
+        pycolmap.match_exhaustive(db, device=device)
+    else:
+        pairing = pycolmap.SequentialPairingOptions()
+        pairing.overlap = SEQUENTIAL_OVERLAP
+        pycolmap.match_sequential(db, pairing_options=pairing, device=device)
+    log(f"      done in {time.time() - t0:.0f} s")
+
+    t0 = time.time()
+    log("[3/3] incremental mapping ...")
+    options = pycolmap.IncrementalPipelineOptions()
+    options.random_seed = seed
+    out = os.path.join(work_dir, "models")
+    os.makedirs(out)
+    count = [0]
+
+    def registered():
+        count[0] += 1
+        if count[0] % 10 == 0:
+            log(f"      {count[0]} images registered")
+
+    models = pycolmap.incremental_mapping(db, image_dir, out, options=options, next_image_callback=registered)
+    log(f"      done in {time.time() - t0:.0f} s")
+    if not models:
+        return None
+    return max(models.values(), key=lambda rec: rec.num_reg_images())
+
+
+def rescale_model(rec, full_size, small_size):
+    """Bring a model computed on downscaled copies back to the photos' resolution (in place):
+    cameras' size, focal lengths and principal points, and the keypoint coordinates."""
+    sx, sy = full_size[0] / small_size[0], full_size[1] / small_size[1]
+    for cam in rec.cameras.values():
+        cam.rescale(int(full_size[0]), int(full_size[1]))
+    scale = np.array([sx, sy])
+    for image in rec.images.values():
+        for point in image.points2D:
+            point.xy = np.asarray(point.xy) * scale
+
+
+def imgs2poses(scene_dir, matcher="auto", downscale=1.0, overwrite=False, camera_model="SIMPLE_RADIAL",
+               single_camera=True, seed=0, verbose=False, log=print):
+    """Compute ``SCENE/sparse/0`` and ``SCENE/poses_bounds.npy`` from ``SCENE/images``.
+
+    Args:
+        scene_dir: folder with ``images/`` (photos of one size).
+        matcher: ``auto``, ``exhaustive`` or ``sequential`` (ordered frames: a walk, a video).
+        downscale: run SfM on copies reduced by this factor (>= 1); the intrinsics written are
+            scaled back to the photos' resolution.
+        overwrite: replace existing ``sparse/0`` and ``poses_bounds.npy``.
+        camera_model, single_camera: COLMAP camera model, and one camera shared by all photos.
+        seed: random seed of the mapper (runs are repeatable).
+    Returns:
+        ``poses_bounds`` ``(N_images, 17)``. Raises UserError (leaving the scene untouched) for
+        bad input and when not every image registers.
+    """
+    import pycolmap
+
+    if downscale < 1:
+        raise UserError(f"--downscale must be >= 1, got {downscale}")
+    names, size = check_inputs(scene_dir, overwrite)
+    matcher = choose_matcher(matcher, len(names))
+    pycolmap.logging.minloglevel = 0 if verbose else 2  # COLMAP's own log: errors only unless --verbose
+    work = tempfile.mkdtemp(prefix=".imgs2poses-", dir=scene_dir)
+    try:
+        image_dir, sfm_size = os.path.join(scene_dir, "images"), size
+        if downscale > 1:
+            image_dir = os.path.join(work, "images")
+            sfm_size = write_downscaled(scene_dir, names, size, downscale, image_dir)
+        log(f"{len(names)} images of {size[0]}x{size[1]}"
+            + (f", SfM on copies of {sfm_size[0]}x{sfm_size[1]}" if downscale > 1 else ""))
+        rec = run_pycolmap(image_dir, names, work, matcher, camera_model, single_camera, max(sfm_size), seed, log)
+        done = set() if rec is None else {im.name for im in rec.images.values() if im.has_pose}
+        missing = [n for n in names if n not in done]
+        if missing:
+            listed = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+            hint = "" if matcher == "exhaustive" else ", or --matcher exhaustive"
+            raise UserError(f"only {len(done)} of {len(names)} images registered; not registered: {listed}. "
+                            "Remove them from images/ (or add photos that overlap them) and run again"
+                            f"{hint}; a smaller --downscale also helps")
+        if downscale > 1:
+            rescale_model(rec, size, sfm_size)
+        staged = os.path.join(work, "sparse", "0")
+        os.makedirs(staged)
+        rec.write_binary(staged)
+        poses_bounds, _ = model_to_poses_bounds(*read_model(staged))
+        np.save(os.path.join(work, "poses_bounds.npy"), poses_bounds)
+        move_into_place(work, scene_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log(f"wrote {os.path.join(scene_dir, 'sparse', '0')} and {os.path.join(scene_dir, 'poses_bounds.npy')} "
+        f"({len(names)} images, {rec.num_points3D()} points)")
+    return poses_bounds
+
+
+def move_into_place(work, scene_dir):
+    """Replace ``scene/sparse/0`` and ``scene/poses_bounds.npy`` by the staged ones (same filesystem)."""
+    target = os.path.join(scene_dir, "sparse", "0")
+    if os.path.isdir(target):
+        shutil.rmtree(target)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.replace(os.path.join(work, "sparse", "0"), target)
+    os.replace(os.path.join(work, "poses_bounds.npy"), os.path.join(scene_dir, "poses_bounds.npy"))

@@ -1,0 +1,168 @@
+"""Vertex colours for NeRF meshes, from the training images (occlusion-aware) or the field.
+
+Cameras follow ``datasets.ray_utils``: c2w ``(3, 4)`` = ``[R | t]``, camera x right, y up,
+looking along -z; pixel (u, v) has its centre at (u + 0.5, v + 0.5), v counted from the top.
+
+Image route (``fuse_view_colors``): each vertex is projected into every chosen view. A view
+counts for a vertex when the vertex faces it and the NeRF sees no matter in front of it: the ray
+from the camera centre towards the vertex is rendered up to ``margin`` before the vertex, and
+its accumulated opacity must stay below ``occ_threshold`` (the seed's test). The colour is the
+bilinearly sampled pixel, averaged over those views with weight cos(normal, direction to camera)
+so grazing views (which sample silhouette pixels mixed with the background) count least.
+Vertices no view sees take the colour of nearby seen vertices on the mesh, else that of the
+least occluded view.
+
+Normal route (``normal_colors``): a short ray starts ``near_t`` outside the vertex along its
+normal and looks back at it; its rendered colour (normalized by opacity) is the vertex colour.
+"""
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from models.rendering import Rays, render_chunked
+
+
+def project_points(points, c2w, K):
+    """Project world points into a camera.
+
+    Args:
+        points: ``(P, 3)``; c2w: ``(3, 4)``; K: ``(3, 3)`` (all torch, same device).
+    Returns:
+        uv ``(P, 2)`` continuous pixel coordinates, depth ``(P,)`` along the viewing axis
+        (positive in front of the camera), dist ``(P,)`` Euclidean distance to the camera centre.
+    """
+    cam = (points - c2w[:, 3]) @ c2w[:, :3]  # R^T (p - t): (P, 3) in camera axes
+    depth = -cam[:, 2]
+    z = torch.where(depth.abs() < 1e-8, torch.full_like(depth, 1e-8), depth)
+    u = K[0, 0] * cam[:, 0] / z + K[0, 2]
+    v = -K[1, 1] * cam[:, 1] / z + K[1, 2]  # image rows grow downwards, camera y upwards
+    return torch.stack([u, v], -1), depth, cam.norm(dim=-1)
+
+
+def sample_bilinear(image, uv):
+    """Bilinear colours of ``image`` ``(H, W, 3)`` at pixel coordinates ``uv`` ``(P, 2)`` -> ``(P, 3)``."""
+    H, W = image.shape[:2]
+    grid = torch.stack([2 * uv[:, 0] / W - 1, 2 * uv[:, 1] / H - 1], -1)  # pixel centres: align_corners=False
+    out = F.grid_sample(image.permute(2, 0, 1)[None].float(), grid[None, None].float(), mode="bilinear",
+                        padding_mode="border", align_corners=False)  # (1, 3, 1, P)
+    return out[0, :, 0].T
+
+
+def opacity_in_front(fields, points, cam_centre, near, margin, render_kwargs, chunk=32 * 1024):
+    """Accumulated opacity on the ray from ``cam_centre`` ``(3,)`` towards each point ``(P, 3)``,
+    from ``near`` up to ``margin`` before the point. Returns ``(P,)`` in [0, 1] on the points' device."""
+    origins = cam_centre.expand_as(points)
+    dirs = points - origins
+    dist = dirs.norm(dim=-1, keepdim=True)  # (P, 1)
+    dirs = dirs / dist.clamp(min=1e-8)
+    near_t = torch.full_like(dist, float(near))
+    far_t = torch.maximum(dist - margin, near_t + 1e-4)  # a point closer than near: nothing in front
+    out = render_chunked(fields, Rays(origins, dirs, near_t, far_t), chunk, keys=("opacity",), **render_kwargs)
+    return out["opacity"]
+
+
+def pick_views(n_total, n_views):
+    """``n_views`` evenly spaced indices out of ``n_total`` (all when ``n_views <= 0`` or larger)."""
+    if n_views <= 0 or n_views >= n_total:
+        return list(range(n_total))
+    return sorted({int(round(i)) for i in np.linspace(0, n_total - 1, n_views)})
+
+
+@torch.no_grad()
+def fuse_view_colors(fields, vertices, normals, poses, images, K, near, render_kwargs, occ_threshold=0.2,
+                     margin=0.05, chunk=32 * 1024, device="cpu", triangles=None, fill_rounds=10, progress=True):
+    """Occlusion-aware average of the training images' colours at each vertex.
+
+    Args:
+        fields: dict of radiance fields (as for ``render_rays``), on ``device``.
+        vertices: ``(V, 3)``; normals: ``(V, 3)`` outward unit normals, or None (all views weigh 1).
+        poses: ``(N_views, 3, 4)`` c2w; images: ``(N_views, H, W, 3)`` in [0, 1]; K: ``(3, 3)``.
+        near: start of the visibility rays; render_kwargs: for ``render_rays`` (n_samples, ...).
+        occ_threshold: a view counts when the opacity in front of the vertex is below this.
+        margin: the visibility ray stops this far (scene units) before the vertex, so the
+            vertex's own surface does not hide it.
+        triangles: ``(T, 3)``; when given, vertices no view sees take the colour of seen vertices
+            up to ``fill_rounds`` edges away. Vertices still without a colour take the view
+            with the least opacity in front of them (the seed's fallback, for hazy models).
+    Returns:
+        colors ``(V, 3)`` float32 in [0, 1], and n_seen ``(V,)`` the number of views used per vertex.
+    """
+    pts = torch.as_tensor(np.asarray(vertices), dtype=torch.float32, device=device)
+    nrm = None if normals is None else torch.as_tensor(np.asarray(normals), dtype=torch.float32, device=device)
+    K = torch.as_tensor(np.asarray(K), dtype=torch.float32, device=device)
+    poses = torch.as_tensor(np.asarray(poses), dtype=torch.float32)
+    color_sum = torch.zeros(len(pts), 3, device=device)
+    weight_sum = torch.zeros(len(pts), device=device)
+    n_seen = torch.zeros(len(pts), dtype=torch.long, device=device)
+    best_opacity = torch.full((len(pts),), float("inf"), device=device)  # fallback: the least occluded view
+    best_color = torch.full((len(pts), 3), 0.5, device=device)
+    for i in tqdm(range(len(poses)), desc="colouring from views", leave=False, disable=not progress):
+        c2w, image = poses[i].to(device), torch.as_tensor(images[i], dtype=torch.float32, device=device)
+        H, W = image.shape[:2]
+        uv, depth, dist = project_points(pts, c2w, K)
+        weight = torch.ones_like(depth)
+        if nrm is not None:
+            weight = ((c2w[:, 3] - pts) * nrm).sum(-1) / dist.clamp(min=1e-8)  # cos(normal, to camera)
+        cand = ((depth > 0) & (uv[:, 0] >= 0) & (uv[:, 0] <= W) & (uv[:, 1] >= 0) & (uv[:, 1] <= H)
+                & (weight > 0)).nonzero()[:, 0]
+        if len(cand) == 0:
+            continue
+        opacity = opacity_in_front(fields, pts[cand], c2w[:, 3], near, margin, render_kwargs, chunk)
+        sampled = sample_bilinear(image, uv[cand])  # (P_cand, 3)
+        better = opacity < best_opacity[cand]
+        best_opacity[cand[better]], best_color[cand[better]] = opacity[better], sampled[better]
+        ok = opacity < occ_threshold
+        vis = cand[ok]
+        color_sum[vis] += weight[vis, None] * sampled[ok]
+        weight_sum[vis] += weight[vis]
+        n_seen[vis] += 1
+    known = (weight_sum > 0).cpu().numpy()
+    colors = (color_sum / weight_sum.clamp(min=1e-8)[:, None]).cpu().numpy()
+    if triangles is not None:  # small hidden patches (creases, concavities): their neighbours' colour
+        colors, known = fill_from_neighbours(colors, known, triangles, max_rounds=fill_rounds)
+    colors[~known] = best_color.cpu().numpy()[~known]  # grey where no view faces the vertex at all
+    return colors.astype(np.float32), n_seen.cpu().numpy()
+
+
+def fill_from_neighbours(colors, known, triangles, max_rounds=10):
+    """Give vertices without a colour the mean colour of their coloured mesh neighbours, growing
+    inwards one ring of edges per round, for at most ``max_rounds`` rounds.
+
+    colors ``(V, 3)``, known ``(V,)`` bool, triangles ``(T, 3)`` -> (colors ``(V, 3)``, known ``(V,)``).
+    """
+    colors, known = colors.copy(), known.copy()
+    tri = np.asarray(triangles)
+    edges = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]])
+    src, dst = np.concatenate([edges[:, 0], edges[:, 1]]), np.concatenate([edges[:, 1], edges[:, 0]])
+    for _ in range(max_rounds):
+        if known.all():
+            break
+        m = known[src] & ~known[dst]
+        if not m.any():
+            break
+        count = np.bincount(dst[m], minlength=len(colors))
+        new = count > 0
+        for c in range(3):
+            colors[new, c] = np.bincount(dst[m], weights=colors[src[m], c], minlength=len(colors))[new] / count[new]
+        known |= new
+    return colors, known
+
+
+@torch.no_grad()
+def normal_colors(fields, vertices, normals, near_t, render_kwargs, chunk=32 * 1024, device="cpu"):
+    """Colour each vertex with the field's colour seen from ``near_t`` outside it, along its normal.
+
+    The ray starts at ``vertex + near_t * normal``, looks back along ``-normal`` and runs to
+    ``near_t`` past the vertex; the rendered colour is divided by its opacity (no background).
+    Returns ``(V, 3)`` float32 in [0, 1].
+    """
+    pts = torch.as_tensor(np.asarray(vertices), dtype=torch.float32, device=device)
+    nrm = torch.as_tensor(np.asarray(normals), dtype=torch.float32, device=device)
+    nrm = nrm / nrm.norm(dim=-1, keepdim=True).clamp(min=1e-8)
+    ones = torch.ones_like(pts[:, :1])
+    rays = Rays(pts + near_t * nrm, -nrm, 0 * ones, 2 * near_t * ones)
+    kwargs = dict(render_kwargs, white_back=False, use_disp=False)  # near 0: disparity is undefined
+    out = render_chunked(fields, rays, chunk, keys=("rgb", "opacity"), **kwargs)
+    rgb = out["rgb"] / out["opacity"].clamp(min=1e-6)[:, None]
+    return rgb.clamp(0, 1).cpu().numpy().astype(np.float32)
