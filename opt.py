@@ -40,6 +40,17 @@ def get_parser(description="Train a NeRF (PyTorch Lightning).", training=True):
     model.add_argument("--net_width", type=int, default=256, help="width of each MLP layer")
     model.add_argument("--N_emb_xyz", type=int, default=10, help="positional-encoding frequencies for xyz")
     model.add_argument("--N_emb_dir", type=int, default=4, help="positional-encoding frequencies for directions")
+    fast = parser.add_argument_group("fast path (--fast): hash-grid field, occupancy grid, ray marching")
+    fast.add_argument("--fast", action="store_true", default=False,
+                      help="train the fast path instead of the seed's NeRF (presets: see FAST_PRESET in opt.py)")
+    fast.add_argument("--aabb", nargs=6, type=float, default=None,
+                      help="scene box xmin ymin zmin xmax ymax zmax (default: from the dataset)")
+    fast.add_argument("--grid_resolution", type=int, default=128, help="occupancy grid cells per side")
+    fast.add_argument("--march_steps", type=int, default=1024,
+                      help="ray-marching steps along the scene box diagonal (step = diagonal / this)")
+    fast.add_argument("--hash_levels", type=int, default=16, help="hash encoding levels")
+    fast.add_argument("--hash_log2_size", type=int, default=19, help="log2 of the hash table size per level")
+    fast.add_argument("--hash_max_res", type=int, default=2048, help="finest hash grid resolution")
     model.add_argument("--chunk", type=int, default=32 * 1024,
                        help="rays rendered at once (lower it if you run out of memory)")
 
@@ -96,6 +107,20 @@ def get_parser(description="Train a NeRF (PyTorch Lightning).", training=True):
     return parser
 
 
+# What --fast changes, for the flags not typed on the command line (the fast path trains with
+# per-step learning-rate decay: x0.33 at 50%, 75% and 90% of --max_steps, after a 1% warmup).
+FAST_PRESET = {"lr": 1e-2, "batch_size": 4096, "max_steps": 20000, "noise_std": 0.0, "N_importance": 0}
+
+
+def apply_fast_preset(hparams, explicit):
+    """Fill the fast path's defaults into ``hparams`` for flags the user did not type."""
+    if getattr(hparams, "fast", False):
+        for key, value in FAST_PRESET.items():
+            if key not in explicit and hasattr(hparams, key):
+                setattr(hparams, key, value)
+    return hparams
+
+
 def check_opts(hparams):
     """Reject values no run can use, with a line that names the flag. Raises UserError."""
     w, h = hparams.img_wh
@@ -112,6 +137,12 @@ def check_opts(hparams):
             raise UserError(f"--{name} must be >= 0, got {value}")
     if getattr(hparams, "N_samples", 2) < 2:
         raise UserError("--N_samples must be at least 2")
+    if getattr(hparams, "fast", False):
+        if getattr(hparams, "max_steps", 1) is not None and getattr(hparams, "max_steps", 1) <= 0:
+            raise UserError("--fast trains for --max_steps steps: give a positive --max_steps")
+        aabb = getattr(hparams, "aabb", None)
+        if aabb is not None and not all(lo < hi for lo, hi in zip(aabb[:3], aabb[3:])):
+            raise UserError(f"--aabb must be xmin ymin zmin xmax ymax zmax with min < max, got {aabb}")
     if hparams.root_dir is None:
         raise UserError("--root_dir is required: the folder of the scene to use")
     return hparams
@@ -134,5 +165,6 @@ def parse_args(parser, argv=None):
 
 
 def get_opts(argv=None):
-    """Parse training flags (``argv=None``: sys.argv) and validate them."""
-    return check_opts(get_parser().parse_args(argv))
+    """Parse training flags (``argv=None``: sys.argv), apply the --fast preset, validate."""
+    hparams, explicit = parse_args(get_parser(), argv)
+    return check_opts(apply_fast_preset(hparams, explicit))

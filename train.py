@@ -47,16 +47,19 @@ class NeRFSystem(pl.LightningModule):
         self.nerf_coarse = fields["coarse"]
         if "fine" in fields:
             self.nerf_fine = fields["fine"]
+        if "occupancy" in fields:  # fast path
+            self.occupancy = fields["occupancy"]
         self.loss = loss_dict[self.hparams.get("loss_type", "mse")]()
         self.train_dataset, self.val_dataset = train_dataset, val_dataset
         self.train_sampler = None
 
     @property
     def fields(self):
-        """``{"coarse": NeRF, "fine": NeRF}`` as ``models.rendering`` expects."""
+        """``{"coarse": ..., "fine": ...}`` (or ``"occupancy"``) as ``models.rendering`` expects."""
         out = {"coarse": self.nerf_coarse}
-        if hasattr(self, "nerf_fine"):
-            out["fine"] = self.nerf_fine
+        for level, name in (("fine", "nerf_fine"), ("occupancy", "occupancy")):
+            if hasattr(self, name):
+                out[level] = getattr(self, name)
         return out
 
     def render_kwargs(self, train):
@@ -75,13 +78,16 @@ class NeRFSystem(pl.LightningModule):
     def configure_optimizers(self):
         optimizer = get_optimizer(self.hparams, list(self.fields.values()))
         scheduler = get_scheduler(self.hparams, optimizer)
-        return [optimizer], [{"scheduler": scheduler, "interval": "epoch"}]
+        interval = "step" if self.hparams.get("fast") else "epoch"  # the fast path decays per step
+        return [optimizer], [{"scheduler": scheduler, "interval": interval}]
 
     def train_dataloader(self):
         self.train_sampler = RayBatchSampler(self.train_dataset.n_rays, self.hparams.batch_size,
                                              seed=self.hparams.seed, rank=self.global_rank,
                                              world_size=self.trainer.world_size)
-        return DataLoader(self.train_dataset, sampler=self.train_sampler, batch_size=None,
+        # the fast path keeps the images on the device: the loader then only yields ray indices
+        source = IndexBatches() if self.hparams.get("fast") else self.train_dataset
+        return DataLoader(source, sampler=self.train_sampler, batch_size=None,
                           num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
 
     def val_dataloader(self):
@@ -91,6 +97,13 @@ class NeRFSystem(pl.LightningModule):
         mine = picks[self.global_rank::self.trainer.world_size] or picks[:1]
         return DataLoader(torch.utils.data.Subset(self.val_dataset, mine), batch_size=None, num_workers=0)
 
+    def on_fit_start(self):
+        if self.hparams.get("fast"):
+            self.train_dataset.to(self.device)
+            if not self.train_dataset.ndc:  # cells no training camera sees stay empty
+                ds = self.train_dataset
+                self.occupancy.mark_invisible(ds.K, ds.poses, ds.img_wh, near=ds.near)
+
     def on_train_start(self):
         # resumed part-way through an epoch: skip the batches this epoch already used, so the data
         # order is exactly that of an uninterrupted run (Lightning restarts the dataloader)
@@ -99,6 +112,9 @@ class NeRFSystem(pl.LightningModule):
             self.train_sampler.skip = done
 
     def training_step(self, batch, batch_idx):
+        if self.hparams.get("fast"):
+            batch = self.train_dataset[batch.to(self.device)]
+            self.occupancy.update(self.global_step, self.nerf_coarse.query_density)
         results = render_rays(self.fields, batch["rays"], **self.render_kwargs(train=True))
         loss = self.loss(results, batch["rgbs"])
         with torch.no_grad():
@@ -107,6 +123,8 @@ class NeRFSystem(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self.log("train/psnr", train_psnr, prog_bar=True, batch_size=n)
         self.log("lr", get_learning_rate(self.optimizers().optimizer))
+        if "n_samples" in results:
+            self.log("train/samples_per_ray", results["n_samples"].float() / n)
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
@@ -129,6 +147,13 @@ class NeRFSystem(pl.LightningModule):
             depth = depth_to_rgb(out["depth"].view(H, W))
             strip = image_strip(to_uint8(gt), to_uint8(pred), depth)  # GT | prediction | depth
             self.logger.experiment.add_image("val/GT_pred_depth", strip, self.global_step, dataformats="HWC")
+
+
+class IndexBatches(torch.utils.data.Dataset):
+    """Passes the sampler's ray indices through (the fast path gathers rays on the device)."""
+
+    def __getitem__(self, idx):
+        return idx
 
 
 def trainer_devices(hparams):
@@ -186,6 +211,10 @@ def main(argv=None):
     pl.seed_everything(hparams.seed, workers=True, verbose=False)
     # read the scene (and the checkpoint) before anything is written, so bad input leaves nothing behind
     train_ds, val_ds = make_dataset(hparams, "train"), make_dataset(hparams, "val")
+    if hparams.fast and hparams.aabb is None:
+        hparams.aabb = train_ds.scene_aabb()
+    if hparams.fast and torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls
     system = NeRFSystem(hparams, train_ds, val_ds)
     resume = load_start_weights(system, hparams)
 

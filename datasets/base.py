@@ -51,6 +51,25 @@ class BaseDataset(Dataset):
         W, H = self.img_wh
         return len(self.poses) * W * H
 
+    def to(self, device):
+        """Move images, poses and directions to ``device`` (the fast path keeps them on the GPU)."""
+        self.poses, self.directions = self.poses.to(device), self.directions.to(device)
+        if self.rgbs is not None:
+            self.rgbs = self.rgbs.to(device)
+        return self
+
+    def scene_aabb(self):
+        """A box that holds the scene, ``[xmin, ymin, zmin, xmax, ymax, zmax]`` (fast path).
+
+        NDC scenes fill [-1, 1]^3 (a margin in x, y for rays at the image edges); otherwise a cube
+        around the origin reaching the cameras, which look at the object from outside.
+        Readers that know better override this.
+        """
+        if self.ndc:
+            return [-1.5, -1.5, -1.0, 1.5, 1.5, 1.0]
+        r = float(self.poses[:, :, 3].norm(dim=-1).max())
+        return [-r, -r, -r, r, r, r]
+
     def camera_state(self):
         """The cameras as plain arrays (no images): ``CameraPath.from_state`` rebuilds them."""
         return dict(K=np.asarray(self.K, dtype=np.float32), img_wh=list(self.img_wh),

@@ -56,6 +56,10 @@ class BlenderDataset(BaseDataset):
         self.rgbs = np.stack([read_image(p, self.img_wh, white_back)
                               for p in tqdm(paths, desc=f"loading {split} images", leave=False, disable=len(paths) < 20)])
 
+    def scene_aabb(self):
+        """Blender scenes lie within [-1.5, 1.5]^3 (lego: about 1.3 x 2.3 x 1.4 units)."""
+        return [-1.5, -1.5, -1.5, 1.5, 1.5, 1.5]
+
     def _intrinsics(self, meta, first_image):
         """K at ``img_wh`` from the json (the original image size comes from the json or the first image)."""
         W, H = self.img_wh

@@ -1,11 +1,28 @@
-"""Networks, encodings and the volume renderer."""
+"""Networks, encodings, the volume renderer and the fast path's occupancy grid."""
+import math
+
 from models.nerf import NeRF
+from models.ngp import NGPField
+from models.occupancy import OccupancyGrid
 
 
 def build_fields(hparams):
-    """The radiance fields the flags describe: ``{"coarse": NeRF, "fine": NeRF}`` (no ``"fine"``
-    when ``N_importance == 0``). ``hparams`` is a namespace or a dict of flags."""
+    """What the renderer needs, as the flags describe it (``hparams``: namespace or dict).
+
+    Vanilla (the seed's NeRF): ``{"coarse": NeRF, "fine": NeRF}``, without ``"fine"`` when
+    ``N_importance == 0``. Fast path (``--fast``, ``aabb`` set): ``{"coarse": NGPField,
+    "occupancy": OccupancyGrid}``; ``models.rendering.render_rays`` then marches rays through the grid.
+    """
     get = hparams.get if isinstance(hparams, dict) else lambda k, d=None: getattr(hparams, k, d)
+    if get("fast", False):
+        aabb = get("aabb")
+        if aabb is None:
+            raise ValueError("the fast path needs hparams.aabb (train.py sets it from the dataset)")
+        lo, hi = aabb[:3], aabb[3:]
+        step = math.dist(lo, hi) / get("march_steps", 1024)
+        field = NGPField([lo, hi], n_levels=get("hash_levels", 16), log2_size=get("hash_log2_size", 19),
+                         max_res=get("hash_max_res", 2048))
+        return {"coarse": field, "occupancy": OccupancyGrid([lo, hi], get("grid_resolution", 128), step)}
     kwargs = dict(depth=get("net_depth", 8), width=get("net_width", 256),
                   n_freqs_xyz=get("N_emb_xyz", 10), n_freqs_dir=get("N_emb_dir", 4))
     fields = {"coarse": NeRF(**kwargs)}

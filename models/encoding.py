@@ -28,3 +28,28 @@ class PosEmbedding(nn.Module):
         scaled = x[..., None, :] * self.freqs[:, None]  # (..., L, C)
         enc = torch.stack([torch.sin(scaled), torch.cos(scaled)], dim=-2)  # (..., L, 2, C)
         return torch.cat([x, enc.flatten(-3)], dim=-1)  # (..., C * (2L + 1))
+
+
+class SHEncoding(nn.Module):
+    """Real spherical harmonics up to degree 3 (16 coefficients) of unit directions.
+
+    Shapes: input ``(..., 3)`` (normalized here) -> output ``(..., 16)``. Used by the fast path
+    for view directions: smooth and cheaper than a frequency encoding.
+    """
+
+    out_channels = 16
+
+    def forward(self, d):
+        d = torch.nn.functional.normalize(d, dim=-1)
+        x, y, z = d.unbind(-1)
+        xx, yy, zz = x * x, y * y, z * z
+        return torch.stack([
+            torch.full_like(x, 0.28209479177387814),
+            -0.48860251190291987 * y, 0.48860251190291987 * z, -0.48860251190291987 * x,
+            1.0925484305920792 * x * y, -1.0925484305920792 * y * z, 0.94617469575755997 * zz - 0.31539156525251999,
+            -1.0925484305920792 * x * z, 0.54627421529603959 * (xx - yy),
+            0.59004358992664352 * y * (yy - 3 * xx), 2.8906114426405538 * x * y * z,
+            0.45704579946446572 * y * (1 - 5 * zz), 0.3731763325901154 * z * (5 * zz - 3),
+            0.45704579946446572 * x * (1 - 5 * zz), 1.4453057213202769 * z * (xx - yy),
+            0.59004358992664352 * x * (3 * yy - xx),
+        ], -1)

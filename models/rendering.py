@@ -95,7 +95,7 @@ def sample_pdf(bins, weights, n_importance, det=False, eps=1e-5):
     return bins_g[..., 0] + t * (bins_g[..., 1] - bins_g[..., 0])
 
 
-def composite(sigmas, rgbs, z_vals, directions, noise_std=0.0, white_back=False):
+def composite(sigmas, rgbs, z_vals, directions, noise_std=0.0, white_back=False, deltas=None):
     """Alpha-composite samples front to back (NeRF eq. 3).
 
     Args:
@@ -105,14 +105,17 @@ def composite(sigmas, rgbs, z_vals, directions, noise_std=0.0, white_back=False)
         directions: ``(N_rays, 3)`` ray directions; intervals are scaled by their norm.
         noise_std: std of Gaussian noise added to the raw densities (training only).
         white_back: composite onto a white background.
+        deltas: ``(N_rays, N_samples)`` interval lengths (in ray units); default: the gaps between
+            ``z_vals`` with an infinite last interval, as NeRF does.
     Returns:
         dict with ``weights`` ``(N_rays, N_samples)``, ``opacity`` ``(N_rays,)``, ``depth``
         ``(N_rays,)`` (expected distance), and ``rgb`` ``(N_rays, 3)`` when ``rgbs`` is given.
     """
     if sigmas.dtype in (torch.float16, torch.bfloat16):  # compositing needs float32 (the 1e10 interval)
         sigmas = sigmas.float()
-    deltas = z_vals[:, 1:] - z_vals[:, :-1]
-    deltas = torch.cat([deltas, torch.full_like(deltas[:, :1], 1e10)], -1)  # the last interval is infinite
+    if deltas is None:
+        deltas = z_vals[:, 1:] - z_vals[:, :-1]
+        deltas = torch.cat([deltas, torch.full_like(deltas[:, :1], 1e10)], -1)  # the last interval is infinite
     deltas = deltas * directions.norm(dim=-1, keepdim=True)
     if noise_std > 0:
         sigmas = sigmas + torch.randn_like(sigmas) * noise_std
@@ -165,7 +168,9 @@ def render_rays(fields, rays, *, n_samples=64, n_importance=0, use_disp=False, p
 
     Args:
         fields: dict with a ``"coarse"`` field and, when ``n_importance > 0``, a ``"fine"`` one
-            (the coarse field is reused if it is missing).
+            (the coarse field is reused if it is missing). With an ``"occupancy"`` grid (the fast
+            path) the rays are instead marched through the grid with the coarse field
+            (``models.marching``; the sampling arguments other than ``perturb`` do not apply).
         rays: ``Rays`` of N_rays.
         n_samples: stratified samples per ray for the coarse pass.
         n_importance: extra samples drawn from the coarse weights; 0 renders with the coarse pass only.
@@ -180,6 +185,12 @@ def render_rays(fields, rays, *, n_samples=64, n_importance=0, use_disp=False, p
         ``z_vals_{level}`` ``(N_rays, S)`` for level ``coarse`` (no ``rgb_coarse`` when
         ``test_time`` and a fine pass follow) and ``fine`` when ``n_importance > 0``.
     """
+    grid = fields.get("occupancy")
+    if grid is not None:
+        from models.marching import render_marched  # imported here: marching builds on this module
+
+        return render_marched(fields["coarse"], grid, rays, float(grid.step_size), perturb=perturb > 0,
+                              white_back=white_back)
     z_coarse = stratified_samples(rays.near, rays.far, n_samples, use_disp, perturb)
     weights_only = test_time and n_importance > 0
     coarse = _render_level(fields["coarse"], rays, z_coarse, noise_std, white_back, weights_only)

@@ -12,7 +12,7 @@ import torch
 
 from utils.errors import UserError
 
-FIELD_PREFIXES = {"coarse": "nerf_coarse", "fine": "nerf_fine"}
+FIELD_PREFIXES = {"coarse": "nerf_coarse", "fine": "nerf_fine", "occupancy": "occupancy"}
 WEIGHTS_FORMAT = "nerf_pl-weights-v1"
 
 
@@ -52,50 +52,62 @@ def field_state(state_dict, level, prefixes_to_ignore=()):
 
 
 def infer_field_hparams(state_dict):
-    """Network-shape flags read off the weights: net_depth, net_width, N_emb_xyz, N_emb_dir, and
-    N_importance > 0 or not (whether a fine network is present)."""
+    """Network-shape flags read off the weights. For the seed's NeRF: net_depth, net_width,
+    N_emb_xyz, N_emb_dir and has_fine (N_importance > 0 or not); for the fast path: fast=True."""
     coarse = field_state(state_dict, "coarse")
+    if "encoding.table" in coarse:
+        return {"fast": True, "has_fine": False, "hash_entries": int(coarse["encoding.table"].shape[0])}
     layer_ids = {int(m.group(1)) for k in coarse for m in [re.match(r"xyz_layers\.(\d+)\.", k)] if m}
     if not layer_ids or "xyz_layers.0.0.weight" not in coarse or "dir_layer.0.weight" not in coarse:
-        raise UserError("checkpoint weights do not have the layout of models.nerf.NeRF")
+        raise UserError("checkpoint weights do not have the layout of models.nerf.NeRF or models.ngp.NGPField")
     width, in_xyz = coarse["xyz_layers.0.0.weight"].shape
     in_dir = coarse["dir_layer.0.weight"].shape[1] - width
-    return {"net_depth": max(layer_ids) + 1, "net_width": int(width),
+    return {"fast": False, "net_depth": max(layer_ids) + 1, "net_width": int(width),
             "N_emb_xyz": (int(in_xyz) // 3 - 1) // 2, "N_emb_dir": (int(in_dir) // 3 - 1) // 2,
             "has_fine": any(k.startswith(FIELD_PREFIXES["fine"] + ".") for k in state_dict)}
 
 
 def describe(h):
+    """One phrase for a model shape (``infer_field_hparams`` output)."""
+    if h.get("fast"):
+        return f"a fast-path hash-grid field ({h.get('hash_entries', '?')} hash entries)"
     return (f"{h['net_depth']}x{h['net_width']} MLPs, {h['N_emb_xyz']}/{h['N_emb_dir']} encoding frequencies, "
-            f"{'coarse + fine' if h.get('has_fine', h.get('N_importance', 0) > 0) else 'coarse only'}")
+            f"{'coarse + fine' if h['has_fine'] else 'coarse only'}")
+
+
+def _module_shape(fields):
+    """``infer_field_hparams``-style description of the modules the flags built."""
+    coarse = fields["coarse"]
+    if hasattr(coarse, "encoding"):
+        return {"fast": True, "has_fine": False, "hash_entries": int(coarse.encoding.table.shape[0])}
+    return {"fast": False, "net_depth": coarse.depth, "net_width": coarse.width,
+            "N_emb_xyz": coarse.embed_xyz.n_freqs, "N_emb_dir": coarse.embed_dir.n_freqs, "has_fine": "fine" in fields}
 
 
 def load_fields_state(fields, state_dict, prefixes_to_ignore=(), source="checkpoint"):
-    """Copy weights into ``fields`` (dict level -> module), skipping ``prefixes_to_ignore``.
+    """Copy weights (and the fast path's occupancy grid) into ``fields`` (dict level -> module),
+    skipping keys that start with one of ``prefixes_to_ignore``.
 
-    Weights not ignored must match the networks exactly; otherwise a UserError says which
+    Weights not ignored must match the modules exactly; otherwise a UserError says which
     shape the checkpoint has and which the flags asked for.
     """
-    found = infer_field_hparams(state_dict)
     for level, module in fields.items():
         sd = field_state(state_dict, level, prefixes_to_ignore)
         ignored = any(p.startswith(FIELD_PREFIXES[level]) for p in prefixes_to_ignore)
-        if not sd and not ignored:
-            raise UserError(f"{source} has no '{FIELD_PREFIXES[level]}' weights ({describe(found)}); "
-                            f"set --N_importance 0 to use a coarse-only model, or retrain")
         try:
+            if not sd and not ignored:
+                raise RuntimeError(f"no {FIELD_PREFIXES[level]} weights")
             module.load_state_dict(sd, strict=not ignored)
         except RuntimeError:
-            wanted = {"net_depth": module.depth, "net_width": module.width,
-                      "N_emb_xyz": module.embed_xyz.n_freqs, "N_emb_dir": module.embed_dir.n_freqs,
-                      "has_fine": "fine" in fields}
+            found, wanted = infer_field_hparams(state_dict), _module_shape(fields)
             raise UserError(f"{source} has {describe(found)} but the flags ask for {describe(wanted)}: "
-                            f"drop the shape flags (--net_depth/--net_width/--N_emb_*/--N_importance) "
+                            f"drop the shape flags (--net_depth/--net_width/--N_emb_*/--N_importance/--fast) "
                             f"to use the checkpoint's") from None
 
 
 # Flags a checkpoint fixes: the networks' shape and how rays are sampled, and the scene it was trained on.
-MODEL_KEYS = ("net_depth", "net_width", "N_emb_xyz", "N_emb_dir", "N_samples", "N_importance", "use_disp")
+MODEL_KEYS = ("net_depth", "net_width", "N_emb_xyz", "N_emb_dir", "N_samples", "N_importance", "use_disp",
+              "fast", "aabb", "grid_resolution", "march_steps", "hash_levels", "hash_log2_size", "hash_max_res")
 SCENE_KEYS = ("dataset_name", "root_dir", "img_wh", "spheric_poses", "white_back", "llff_holdout")
 
 
@@ -111,6 +123,9 @@ def merge_hparams(hparams, explicit, ckpt):
     stored = dict(ckpt["hparams"])
     if not stored:
         shape = infer_field_hparams(ckpt["state_dict"])
+        if shape["fast"]:
+            raise UserError(f"{hparams.ckpt_path} holds fast-path weights without their flags: "
+                            f"re-export it with utils/save_weights_only.py")
         stored = {k: shape[k] for k in ("net_depth", "net_width", "N_emb_xyz", "N_emb_dir")}
         if not shape["has_fine"]:
             stored["N_importance"] = 0

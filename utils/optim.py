@@ -72,6 +72,8 @@ def get_optimizer(hparams, models):
     """``--optimizer`` sgd | adam | radam | ranger with ``--lr``, ``--momentum``, ``--weight_decay``."""
     params, eps = get_parameters(models), 1e-8
     name = hparams.optimizer
+    if getattr(hparams, "fast", False) and name == "adam":  # Instant-NGP's settings for hash tables
+        return Adam(params, lr=hparams.lr, eps=1e-15, betas=(0.9, 0.99), weight_decay=hparams.weight_decay)
     if name == "sgd":
         return SGD(params, lr=hparams.lr, momentum=hparams.momentum, weight_decay=hparams.weight_decay)
     if name == "adam":
@@ -109,8 +111,20 @@ def lr_factor(epoch, hparams):
     return (m if W > 0 else 1.0) * decay_factor(epoch - max(W, 0), hparams)
 
 
+def fast_lr_factor(step, max_steps):
+    """The fast path's per-step schedule: linear warmup over 1% of the steps, then x0.33 at 50%,
+    75% and 90% of ``max_steps`` (nerfacc's Instant-NGP recipe)."""
+    warmup = max(1, max_steps // 100)
+    if step < warmup:
+        return 0.01 + 0.99 * step / warmup
+    return 0.33 ** sum(step >= f * max_steps for f in (0.5, 0.75, 0.9))
+
+
 def get_scheduler(hparams, optimizer):
-    """A ``LambdaLR`` stepped once per epoch (``--lr_scheduler``, ``--warmup_epochs``)."""
+    """A ``LambdaLR`` stepped once per epoch (``--lr_scheduler``, ``--warmup_epochs``), or once per
+    step for the fast path (``fast_lr_factor``)."""
+    if getattr(hparams, "fast", False):
+        return LambdaLR(optimizer, lambda step: fast_lr_factor(step, hparams.max_steps))
     return LambdaLR(optimizer, lambda epoch: lr_factor(epoch, hparams))
 
 

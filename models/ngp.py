@@ -1,0 +1,62 @@
+"""The fast path's radiance field: a hash-grid encoding and two small MLPs (Instant-NGP style)."""
+import torch
+from torch import nn
+
+from models.encoding import SHEncoding
+from models.hash_encoding import HashEncoding
+
+
+class _TruncExp(torch.autograd.Function):
+    """exp(x) with its gradient computed from exp(min(x, 15)): densities stay positive and large
+    pre-activations cannot blow up the gradients."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.exp(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * torch.exp(x.clamp(max=15))
+
+
+def trunc_exp(x):
+    return _TruncExp.apply(x)
+
+
+class NGPField(nn.Module):
+    """Hash-grid field: ``HashEncoding`` -> 64-unit MLP -> (density, 15 geometry features); then
+    features + spherical-harmonic view direction -> two 64-unit layers -> sigmoid RGB.
+
+    Same interface as ``models.nerf.NeRF``: ``forward(x, d) -> (sigma (N,), rgb (N, 3))`` and
+    ``query_density(x) -> sigma (N,)``. Densities are already positive (exp activation); points
+    outside ``aabb`` ``(2, 3)`` have zero density.
+    """
+
+    def __init__(self, aabb, n_levels=16, log2_size=19, max_res=2048, width=64, geo_features=15):
+        super().__init__()
+        self.width = width
+        self.encoding = HashEncoding(aabb, n_levels=n_levels, log2_size=log2_size, max_res=max_res)
+        self.density_mlp = nn.Sequential(nn.Linear(self.encoding.out_channels, width), nn.ReLU(True),
+                                         nn.Linear(width, 1 + geo_features))
+        self.dir_encoding = SHEncoding()
+        self.color_mlp = nn.Sequential(nn.Linear(geo_features + self.dir_encoding.out_channels, width), nn.ReLU(True),
+                                       nn.Linear(width, width), nn.ReLU(True), nn.Linear(width, 3), nn.Sigmoid())
+
+    def _density_and_features(self, x):
+        h = self.density_mlp(self.encoding(x))
+        aabb = self.encoding.aabb
+        inside = ((x >= aabb[0]) & (x <= aabb[1])).all(-1)
+        sigma = trunc_exp(h[:, 0].float()) * inside
+        return sigma, h[:, 1:]
+
+    def query_density(self, x):
+        """Args: x ``(N, 3)``. Returns: sigma ``(N,)`` (non-negative)."""
+        return self._density_and_features(x)[0]
+
+    def forward(self, x, d):
+        """Args: x, d ``(N, 3)``. Returns: sigma ``(N,)``, rgb ``(N, 3)`` in [0, 1]."""
+        sigma, geo = self._density_and_features(x)
+        rgb = self.color_mlp(torch.cat([geo, self.dir_encoding(d).to(geo.dtype)], -1))
+        return sigma, rgb
