@@ -101,6 +101,10 @@ def load_views(h, ckpt):
         return CameraPath.from_state({**state, "K": K, "img_wh": list(h.img_wh)})
     if not h.root_dir:
         raise UserError("--root_dir is required: the checkpoint does not name the scene it was trained on")
+    if h.split == "path" and h.dataset_name == "llff" and not os.path.isdir(h.root_dir):
+        raise UserError(f"--root_dir {h.root_dir} is not a folder, and {h.ckpt_path} carries no render path: "
+                        f"point --root_dir at the scene (or use a file from utils/save_weights_only.py "
+                        f"made where the scene was readable)")
     check_split(h)
     return make_dataset(h, h.split)
 
@@ -134,10 +138,10 @@ def render_all(fields, ds, h, device, tmp):
                 write_pfm(os.path.join(tmp, "depth", f"{i:0{digits}d}.pfm"), depth)
                 vrange = vrange or depth_range(depth, opacity, ds.near, ds.far)
                 depth_video.append(depth_to_rgb(depth, *vrange))
-            if ds.rgbs is not None:
-                gt = ds.rgbs[i].view_as(rgb)
+            if ds.rgbs is not None:  # metrics on the device: SSIM of a 4K frame is slow on a CPU
+                pred, gt = rgb.to(device), ds.rgbs[i].view_as(rgb).to(device)
                 per_view.append({"index": i, "image": ds.image_names[i] if ds.image_names else None,
-                                 "psnr": psnr(rgb, gt).item(), "ssim": ssim(rgb, gt).item()})
+                                 "psnr": psnr(pred, gt).item(), "ssim": ssim(pred, gt).item()})
     return per_view, vrange
 
 
@@ -166,7 +170,7 @@ def main(argv=None):
     fields, h, ckpt = load_model(args, explicit, device)
     check_opts(Namespace(**{**vars(h), "root_dir": h.root_dir or "(from the checkpoint)"}))
     h.split = h.split or DEFAULT_SPLIT.get(h.dataset_name, "test")
-    root_name = os.path.basename(os.path.normpath(h.root_dir)) if h.root_dir else ""
+    root_name = os.path.basename(os.path.abspath(h.root_dir)) if h.root_dir else ""
     h.scene_name = h.scene_name or root_name or "scene"
     h.out_dir = h.out_dir or os.path.join("results", h.dataset_name, h.scene_name)
     check_out_dir(h.out_dir)
