@@ -1,5 +1,6 @@
 """Positional encoding of NeRF (Mildenhall et al. 2020, eq. 4)."""
 import torch
+from torch.profiler import record_function  # named scopes for benchmarks/profile_step.py
 from torch import nn
 
 
@@ -24,6 +25,7 @@ class PosEmbedding(nn.Module):
         self.out_channels = in_channels * (2 * n_freqs + 1)
         self.register_buffer("freqs", 2.0 ** torch.arange(n_freqs, dtype=torch.float32), persistent=False)
 
+    @record_function("nerf/encoding")
     def forward(self, x):
         scaled = x[..., None, :] * self.freqs[:, None]  # (..., L, C)
         enc = torch.stack([torch.sin(scaled), torch.cos(scaled)], dim=-2)  # (..., L, 2, C)
@@ -39,6 +41,7 @@ class SHEncoding(nn.Module):
 
     out_channels = 16
 
+    @record_function("nerf/encoding")
     def forward(self, d):
         d = torch.nn.functional.normalize(d, dim=-1)
         x, y, z = d.unbind(-1)

@@ -10,8 +10,27 @@ import math
 
 import torch
 from torch import nn
+from torch.profiler import record_function  # named scopes for benchmarks/profile_step.py
 
 PRIMES = (1, 2654435761, 805459861)
+
+
+class _Gather(torch.autograd.Function):
+    """``table[idx]`` whose backward is a plain ``index_add_``: on the CPU several times faster
+    than the sort-based backward of ``embedding`` / advanced indexing."""
+
+    @staticmethod
+    def forward(ctx, table, idx):
+        ctx.save_for_backward(idx)
+        ctx.n_rows = table.shape[0]
+        return table.index_select(0, idx.reshape(-1)).view(*idx.shape, table.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        (idx,) = ctx.saved_tensors
+        grad_table = grad.new_zeros(ctx.n_rows, grad.shape[-1])
+        grad_table.index_add_(0, idx.reshape(-1), grad.reshape(-1, grad.shape[-1]))
+        return grad_table, None
 
 
 class HashEncoding(nn.Module):
@@ -49,6 +68,7 @@ class HashEncoding(nn.Module):
         """World points ``(N, 3)`` -> unit-cube coordinates, clamped to [0, 1]."""
         return ((x - self.aabb[0]) / (self.aabb[1] - self.aabb[0])).clamp(0, 1)
 
+    @record_function("nerf/encoding")
     def forward(self, x):
         u = self.normalize(x)  # (N, 3)
         pos = u[:, None, :] * self.res[None, :, None]  # (N, L, 3)
@@ -64,7 +84,7 @@ class HashEncoding(nn.Module):
         dense_idx = dx[..., :, None, None] + dy[..., None, :, None] + dz[..., None, None, :]
         idx = torch.where(self.dense[None, :, None, None, None], dense_idx, hashed & (self.table_size - 1))
         idx = idx.view(x.shape[0], self.n_levels, 8) + self.offsets[None, :, None]
-        feats = nn.functional.embedding(idx, self.table)  # (N, L, 8, F); faster than table[idx] on CPU
+        feats = _Gather.apply(self.table, idx)  # (N, L, 8, F)
 
         # trilinear weights: per axis (1 - f, f), multiplied across axes like the indices
         w = torch.stack([1 - frac, frac], -1)  # (N, L, 3, 2)

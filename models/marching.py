@@ -10,6 +10,7 @@ Samples are kept padded, ``(N_rays, M)`` with a mask, so the formulas stay those
 import math
 
 import torch
+from torch.profiler import record_function  # named scopes for benchmarks/profile_step.py
 
 from models.rendering import composite, query_field
 
@@ -23,6 +24,7 @@ def ray_aabb(rays_o, rays_d, aabb):
         return torch.minimum(t0, t1).amax(-1), torch.maximum(t0, t1).amin(-1)
 
 
+@record_function("nerf/sampling")
 def march(rays, grid, step_size, perturb=False):
     """Fixed-step samples along rays, kept where the grid is occupied.
 
@@ -51,6 +53,7 @@ def march(rays, grid, step_size, perturb=False):
 
 
 @torch.no_grad()
+@record_function("nerf/sampling")
 def _visible_samples(field, rays, t, dt, mask, early_stop_eps, block=64):
     """Samples that still contribute: occupied and with transmittance above ``early_stop_eps``.
 

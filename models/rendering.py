@@ -12,6 +12,7 @@ A *field* is anything with ``field(x, d) -> (sigma, rgb)`` and ``field.query_den
 from typing import NamedTuple
 
 import torch
+from torch.profiler import record_function  # named scopes for benchmarks/profile_step.py
 
 
 class Rays(NamedTuple):
@@ -36,6 +37,7 @@ class Rays(NamedTuple):
         return Rays(*(t.to(*args, **kwargs) for t in self))
 
 
+@record_function("nerf/sampling")
 def stratified_samples(near, far, n_samples, use_disp=False, perturb=0.0):
     """Sample distances between near and far, one per evenly spaced bin.
 
@@ -60,6 +62,7 @@ def stratified_samples(near, far, n_samples, use_disp=False, perturb=0.0):
     return z_vals
 
 
+@record_function("nerf/sampling")
 def sample_pdf(bins, weights, n_importance, det=False, eps=1e-5):
     """Inverse-CDF sampling of a piecewise-constant PDF (hierarchical sampling, NeRF sec. 5.2).
 
@@ -95,6 +98,7 @@ def sample_pdf(bins, weights, n_importance, det=False, eps=1e-5):
     return bins_g[..., 0] + t * (bins_g[..., 1] - bins_g[..., 0])
 
 
+@record_function("nerf/composite")
 def composite(sigmas, rgbs, z_vals, directions, noise_std=0.0, white_back=False, deltas=None):
     """Alpha-composite samples front to back (NeRF eq. 3).
 
@@ -133,6 +137,7 @@ def composite(sigmas, rgbs, z_vals, directions, noise_std=0.0, white_back=False,
     return out
 
 
+@record_function("nerf/field")
 def query_field(field, x, d=None, max_points=1 << 18):
     """Evaluate a field on ``x`` ``(N, 3)`` (and ``d`` ``(N, 3)``) in pieces of ``max_points``.
 

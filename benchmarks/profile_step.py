@@ -1,0 +1,108 @@
+"""Where a training step spends its time: data, sampling, encoding, MLP, compositing, backward, optimizer.
+
+    python benchmarks/profile_step.py --root_dir ../shared/data/nerf_synthetic/lego --device cpu [--fast]
+
+Runs a few warm-up steps, then profiles ``--steps`` steps with ``torch.profiler``. The renderer's
+functions carry named scopes (``nerf/sampling``, ``nerf/field``, ``nerf/encoding``,
+``nerf/composite``); times are exclusive (a scope's time minus the scopes nested in it, so
+``mlp`` is the field's time outside its encodings). Prints one JSON line with seconds per step and
+the share of each part.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+from torch.profiler import ProfilerActivity, profile, record_function  # noqa: E402
+
+from benchmarks.train_speed import FAST_CPU, FAST_GPU, VANILLA  # noqa: E402
+from datasets.base import RayBatchSampler  # noqa: E402
+from datasets.blender import BlenderDataset  # noqa: E402
+from losses import MSELoss  # noqa: E402
+from models import build_fields  # noqa: E402
+from models.rendering import render_rays  # noqa: E402
+from opt import get_opts  # noqa: E402
+from utils.optim import get_optimizer  # noqa: E402
+
+PARTS = {"step/data": "data", "nerf/sampling": "sampling", "nerf/encoding": "encoding", "nerf/field": "mlp",
+         "nerf/composite": "compositing", "step/backward": "backward", "step/optimizer": "optimizer"}
+
+
+def exclusive_times(events, use_device):
+    """Sum over named scopes of their time minus that of the named scopes directly inside them."""
+    out = {v: 0.0 for v in PARTS.values()}
+
+    def t(e):
+        return (e.device_time_total if use_device else e.cpu_time_total) / 1e6
+
+    def named_children(e):
+        kids = []
+        for c in e.cpu_children:
+            kids.extend([c] if c.name in PARTS else named_children(c))
+        return kids
+
+    for e in events:
+        if e.name in PARTS:
+            out[PARTS[e.name]] += t(e) - sum(t(c) for c in named_children(e))
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--root_dir", required=True)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--fast", action="store_true", help="profile the fast path instead of the seed's NeRF")
+    p.add_argument("--img_wh", nargs=2, type=int, default=[100, 100])
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=3)
+    a = p.parse_args()
+    device = torch.device(a.device)
+    flags = (FAST_CPU if a.device == "cpu" else FAST_GPU) if a.fast else VANILLA
+    h = get_opts(["--root_dir", a.root_dir, "--img_wh", *map(str, a.img_wh), *flags])
+    train = BlenderDataset(a.root_dir, "train", tuple(a.img_wh)).to(device)
+    if h.fast:
+        h.aabb = train.scene_aabb()
+    fields = build_fields(h)
+    for f in fields.values():
+        f.to(device)
+    opt = get_optimizer(h, list(fields.values()))
+    batches = iter(RayBatchSampler(train.n_rays, h.batch_size))
+    kw = dict(n_samples=h.N_samples, n_importance=h.N_importance, perturb=1.0, white_back=True)
+
+    def step(i):
+        with record_function("step/data"):
+            batch = train[next(batches).to(device)]
+        if h.fast:
+            fields["occupancy"].update(i, fields["coarse"].query_density)
+        loss = MSELoss()(render_rays(fields, batch["rays"], **kw), batch["rgbs"])
+        with record_function("step/backward"):
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+        with record_function("step/optimizer"):
+            opt.step()
+        if a.device == "cuda":
+            torch.cuda.synchronize()
+
+    for i in range(a.warmup):
+        step(i)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if a.device == "cuda" else [])
+    t0 = time.perf_counter()
+    with profile(activities=activities) as prof:
+        for i in range(a.warmup, a.warmup + a.steps):
+            step(i)
+    wall = (time.perf_counter() - t0) / a.steps
+    parts = {k: v / a.steps for k, v in exclusive_times(prof.events(), a.device == "cuda").items()}
+    parts["other"] = max(0.0, wall - sum(parts.values()))
+    print(json.dumps({"mode": "fast" if h.fast else "vanilla", "device": a.device, "img_wh": a.img_wh,
+                      "batch_size": h.batch_size, "s_per_step_profiled": round(wall, 4),
+                      "share": {k: round(v / wall, 3) for k, v in parts.items()},
+                      "seconds": {k: round(v, 4) for k, v in parts.items()}}))
+
+
+if __name__ == "__main__":
+    main()
