@@ -21,25 +21,30 @@ from utils.checkpoint import load_model
 from utils.errors import UserError, cli_main
 from utils.mesh import (MESH_FORMATS, check_ranges, check_scene_bounds, density_lattice, keep_large_components,
                         marching_cubes, scene_bounds_hint, vertex_normals, write_mesh)
-from utils.mesh_color import fuse_view_colors, normal_colors, pick_views
+from utils.mesh_color import fuse_view_colors, normal_colors, pick_views, shell_thickness, without_haze
 from utils.volume import (density_preview, format_stats, save_preview_png, sigma_stats, suggest_threshold,
                           volume_lattice, write_volume)
+
+
+OCCLUDER_FRACTION = 0.5  # visibility rays ignore density below this fraction of --sigma_threshold
 
 
 def build_parser():
     parser = get_parser("Extract a coloured mesh from a trained NeRF.", training=False)
     m = parser.add_argument_group("mesh")
     m.add_argument("--ckpt_path", type=str, required=True, help="checkpoint (or weights-only file) to load")
-    m.add_argument("--scene_name", type=str, default=None, help="output name (default: the scene folder's name)")
+    m.add_argument("--scene_name", type=str, default=None, help="output name (None: the scene folder's name)")
     m.add_argument("--N_grid", type=int, default=256, help="lattice size per axis for marching cubes")
     for a in "xyz":
         m.add_argument(f"--{a}_range", nargs=2, type=float, default=[-1.2, 1.2], metavar=("LOW", "HIGH"),
                        help=f"{a} extent of the box to mesh, in scene units")
     m.add_argument("--sigma_threshold", type=float, default=20.0, help="density of the extracted surface")
     m.add_argument("--occ_threshold", type=float, default=0.2,
-                   help="a view colours a vertex when the opacity in front of the vertex is below this")
+                   help="a view colours a vertex when the opacity in front of the vertex is below this "
+                        "(counting density above half of --sigma_threshold)")
     m.add_argument("--occ_margin", type=float, default=None,
-                   help="visibility rays stop this far before the vertex (default: 2%% of the box, >= 2 voxels)")
+                   help="visibility rays stop this far (scene units) in front of the vertex "
+                        "(None: per vertex, 2 voxels beyond the soft shell measured along its normal)")
     m.add_argument("--n_views", type=int, default=30, help="training views used for colours (0: all)")
     m.add_argument("--use_vertex_normal", action="store_true",
                    help="colour vertices by rendering along their normals instead of from the training images")
@@ -49,7 +54,7 @@ def build_parser():
                    help="drop connected pieces with fewer triangles than this fraction of the largest (1: largest only)")
     m.add_argument("--format", nargs="+", choices=MESH_FORMATS, default=["ply"], help="mesh file formats")
     m.add_argument("--out", type=str, default=None,
-                   help="mesh path (default results/{dataset_name}/{scene_name}/{scene_name}.ply)")
+                   help="mesh path (None: results/{dataset_name}/{scene_name}/{scene_name}.ply)")
     m.add_argument("--preview_N", type=int, default=128, help="lattice size of the density preview")
     m.add_argument("--preview_only", action="store_true", help="write only the density preview PNG")
     m.add_argument("--export_volume", action="store_true",
@@ -57,7 +62,7 @@ def build_parser():
     m.add_argument("--volume_N", type=int, default=128, help="lattice size per axis of the exported volume")
     m.add_argument("--volume_dtype", type=str, default="float32", choices=("float32", "float16"),
                    help="sample type of the exported volume")
-    m.add_argument("--device", type=str, default=None, help="torch device (default: cuda when present, else cpu)")
+    m.add_argument("--device", type=str, default=None, help="torch device (None: cuda when present, else cpu)")
     return parser
 
 
@@ -78,6 +83,12 @@ def check_flags(args):
             raise UserError(f"--{name} must be at least 8, got {getattr(args, name)}")
     if not 0 <= args.min_cluster_frac <= 1:
         raise UserError(f"--min_cluster_frac must be in [0, 1], got {args.min_cluster_frac}")
+    if not args.sigma_threshold > 0:
+        raise UserError(f"--sigma_threshold must be positive, got {args.sigma_threshold:g}")
+    if not 0 < args.occ_threshold <= 1:
+        raise UserError(f"--occ_threshold must be in (0, 1], got {args.occ_threshold:g}")
+    if not args.near_t > 0 or (args.occ_margin is not None and args.occ_margin < 0) or args.n_views < 0:
+        raise UserError("--near_t must be positive, --occ_margin and --n_views >= 0")
     return check_ranges([args.x_range, args.y_range, args.z_range])
 
 
@@ -98,12 +109,32 @@ def surface(field, hp, ranges, stats, device):
     return vertices, triangles
 
 
+def show_hint(hint, ranges):
+    """Print where the cameras look (and warn when the box misses it); return the hint box or None."""
+    if hint is None:
+        return None
+    target, box = hint["target"], hint["box"]
+    print(f"scene bounds hint: the cameras converge on ({', '.join(f'{t:.2f}' for t in target)}); the ball all of "
+          f"them see fits in " + " ".join(f"--{a}_range {lo:.2f} {hi:.2f}" for a, (lo, hi) in zip("xyz", box)))
+    if not all(lo <= t <= hi for t, (lo, hi) in zip(target, ranges)):
+        print("warning: the chosen ranges do not contain that point: check them on the density preview")
+    return box
+
+
 def colorize(fields, hp, ds, vertices, triangles, ranges, render_kwargs, device):
     normals = vertex_normals(vertices, triangles)
     if hp.use_vertex_normal:
         return normal_colors(fields, vertices, normals, hp.near_t, render_kwargs, hp.chunk, device)
-    voxel = max((hi - lo) / (hp.N_grid - 1) for lo, hi in ranges)
-    margin = hp.occ_margin if hp.occ_margin is not None else max(2 * voxel, 0.02 * max(hi - lo for lo, hi in ranges))
+    fields = without_haze(fields, OCCLUDER_FRACTION * hp.sigma_threshold)  # faint haze does not occlude
+    if hp.occ_margin is not None:
+        margin = hp.occ_margin
+    else:  # two voxels beyond the soft shell measured in front of each vertex
+        extent = max(hi - lo for lo, hi in ranges)
+        shell = shell_thickness(fields, vertices, normals, 0.1 * extent, hp.occ_threshold, render_kwargs,
+                                hp.chunk, device)
+        margin = shell + 2 * extent / (hp.N_grid - 1)
+        print(f"surface shell in front of the vertices: median {np.median(shell):.3f}, "
+              f"90th percentile {np.percentile(shell, 90):.3f} scene units")
     idx = pick_views(len(ds.poses), hp.n_views)
     W, H = ds.img_wh
     images = ds.rgbs[idx].view(len(idx), H, W, 3)
@@ -129,22 +160,24 @@ def main(argv=None):
     if ds.ndc:
         raise UserError("this scene uses NDC rays (forward-facing LLFF): meshes need metric rays; "
                         "train with --spheric_poses for 360-degree captures")
-    hint = scene_bounds_hint(ds.poses.numpy(), ds.K, ds.img_wh, ds.near, ds.far)
-    if hint is not None:
-        print("scene bounds hint (seen by half the cameras): "
-              + " ".join(f"--{a}_range {lo:.2f} {hi:.2f}" for a, (lo, hi) in zip("xyz", hint)))
+    orbit = scene_bounds_hint(ds.poses.numpy(), ds.K, ds.img_wh)
+    hint = show_hint(orbit, ranges)
+    up = [0.0, 0.0, 1.0] if hp.dataset_name == "blender" else (orbit["up"].tolist() if orbit else None)
     check_scene_bounds(ranges, hp.dataset_name, ds.poses.numpy(), ds.K, ds.img_wh, ds.near, ds.far)
     folder, stem, formats = output_paths(hp, explicit)
     field = fields.get("fine", fields["coarse"])  # the fine field has the sharper density
 
-    preview, preview_ranges, inside = density_preview(field, ranges, hp.preview_N, device=device)
+    preview, preview_ranges, inside = density_preview(field, ranges, hp.preview_N, include=hint, device=device)
     stats = sigma_stats(inside, hp.sigma_threshold)
     print(format_stats(stats))
+    peak = np.unravel_index(np.argmax(preview), preview.shape)
+    print(f"densest voxel of the preview region: sigma {preview[peak]:.3g} at "
+          f"({', '.join(f'{lo + i * (hi - lo) / (hp.preview_N - 1):.2f}' for i, (lo, hi) in zip(peak, preview_ranges))})")
     title = f"{stem}: density preview ({hp.preview_N}^3)"
     preview_path = os.path.join(folder, f"{stem}_density.png")
     if hp.preview_only:
         os.makedirs(folder, exist_ok=True)
-        save_preview_png(preview_path, preview, preview_ranges, ranges, hp.sigma_threshold, stats, title)
+        save_preview_png(preview_path, preview, preview_ranges, ranges, hp.sigma_threshold, stats, title, hint)
         print(f"wrote {preview_path}")
         return
 
@@ -156,15 +189,15 @@ def main(argv=None):
 
     # everything is computed: only now write files, so a failure leaves nothing half-written
     os.makedirs(folder, exist_ok=True)
-    save_preview_png(preview_path, preview, preview_ranges, ranges, hp.sigma_threshold, stats, title)
+    save_preview_png(preview_path, preview, preview_ranges, ranges, hp.sigma_threshold, stats, title, hint)
     written = [preview_path]
     for fmt in formats:
         path = os.path.join(folder, f"{stem}.{fmt}")
-        write_mesh(path, vertices, triangles, colors)
+        write_mesh(path, vertices, triangles, colors, up)
         written.append(path)
     if volume is not None:
         written += write_volume(folder, stem, volume, ranges, hp.volume_dtype, source=hp.ckpt_path,
-                                sigma_threshold=hp.sigma_threshold, sigma_stats=stats)
+                                up_axis=up, sigma_threshold=hp.sigma_threshold, sigma_stats=stats)
     size = vertices.max(0) - vertices.min(0)
     print(f"mesh: {len(vertices)} vertices, {len(triangles)} triangles, bounding box "
           f"{size[0]:.3f} x {size[1]:.3f} x {size[2]:.3f} scene units "

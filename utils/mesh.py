@@ -9,10 +9,14 @@ along an axis with range ``[lo, hi]`` puts sample ``i`` at ``lo + i * (hi - lo) 
 The science of ``extract_mesh.py``; colouring lives in ``utils.mesh_color``, the density
 preview and the volume export in ``utils.volume``.
 """
+import json
+import struct
+
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from datasets.ray_utils import orbit_of_cameras
 from models.rendering import query_field
 from utils.errors import UserError
 from utils.mesh_color import project_points
@@ -141,12 +145,87 @@ def vertex_normals(vertices, triangles):
     return np.asarray(mesh.vertex_normals)
 
 
-def write_mesh(path, vertices, triangles, colors):
-    """Write a coloured mesh; the format follows the suffix (.ply binary, .obj, .glb)."""
+def write_mesh(path, vertices, triangles, colors, up=None):
+    """Write a coloured mesh; the format follows the suffix (.ply binary and .obj through open3d, in
+    scene coordinates; .glb with ``write_glb``, turned so that ``up`` (the scene's up axis) is +y)."""
+    if str(path).lower().endswith(".glb"):
+        return write_glb(path, vertices, triangles, colors, up)
     o3d = _open3d()
     mesh = to_open3d(vertices, triangles, colors)
     if not o3d.io.write_triangle_mesh(str(path), mesh, write_ascii=False, write_vertex_colors=True):
         raise UserError(f"could not write {path}")
+
+
+def _srgb_to_linear(c):
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def up_rotation(up):
+    """``(3, 3)`` rotation taking the unit vector ``up`` to +y and keeping x as close to x as it can
+    (``up`` = +z gives (x, y, z) -> (x, z, -y))."""
+    y = np.asarray(up, dtype=np.float64) / np.linalg.norm(up)
+    ref = np.array([1.0, 0, 0]) if abs(y[0]) < 0.9 else np.array([0, 0, -1.0])
+    x = ref - (ref @ y) * y
+    x /= np.linalg.norm(x)
+    return np.stack([x, y, np.cross(x, y)])  # rows: the new axes in scene coordinates
+
+
+def write_glb(path, vertices, triangles, colors, up=None):
+    """A binary glTF 2.0 file: one unlit mesh with vertex colours (open3d's .glb writer embeds
+    base64 buffers that its own reader rejects, so this one is written by hand).
+
+    glTF is +y up with linear colours: the mesh is turned so that ``up`` (the scene's up axis,
+    e.g. +z for Blender scenes; None: no turn) becomes +y, and the sRGB colours are linearized.
+    Unlit (``KHR_materials_unlit``) because the colours already hold the captured lighting.
+    """
+    pos = np.asarray(vertices, dtype=np.float64)
+    if up is not None:
+        pos = pos @ up_rotation(up).T
+    pos = pos.astype(np.float32)
+    lin = _srgb_to_linear(np.clip(np.asarray(colors, dtype=np.float64), 0, 1))
+    rgba = np.concatenate([(lin * 255 + 0.5).astype(np.uint8), np.full((len(pos), 1), 255, np.uint8)], 1)
+    blobs = [np.asarray(triangles, dtype=np.uint32).tobytes(), pos.tobytes(), rgba.tobytes()]
+    views, offset = [], 0
+    for blob, target in zip(blobs, (34963, 34962, 34962)):  # ELEMENT_ARRAY_BUFFER, ARRAY_BUFFER
+        views.append({"buffer": 0, "byteOffset": offset, "byteLength": len(blob), "target": target})
+        offset += len(blob)  # every blob is a multiple of 4 bytes: no padding between them
+    gltf = {
+        "asset": {"version": "2.0", "generator": "nerf_pl extract_mesh.py"},
+        "extensionsUsed": ["KHR_materials_unlit"],
+        "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
+        "materials": [{"pbrMetallicRoughness": {"baseColorFactor": [1, 1, 1, 1], "metallicFactor": 0.0},
+                       "extensions": {"KHR_materials_unlit": {}}}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 1, "COLOR_0": 2}, "indices": 0, "material": 0,
+                                    "mode": 4}]}],
+        "buffers": [{"byteLength": offset}],
+        "bufferViews": views,
+        "accessors": [
+            {"bufferView": 0, "componentType": 5125, "count": int(np.asarray(triangles).size), "type": "SCALAR"},
+            {"bufferView": 1, "componentType": 5126, "count": len(pos), "type": "VEC3",
+             "min": pos.min(0).tolist(), "max": pos.max(0).tolist()},
+            {"bufferView": 2, "componentType": 5121, "normalized": True, "count": len(pos), "type": "VEC4"},
+        ],
+    }
+    js = json.dumps(gltf, separators=(",", ":")).encode()
+    js += b" " * (-len(js) % 4)
+    binary = b"".join(blobs)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<4sII", b"glTF", 2, 12 + 8 + len(js) + 8 + len(binary)))
+        f.write(struct.pack("<I4s", len(js), b"JSON") + js)
+        f.write(struct.pack("<I4s", len(binary), b"BIN\0") + binary)
+
+
+def read_glb(path):
+    """(gltf dict, binary chunk) of a .glb file (for tests and checks)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    magic, version, length = struct.unpack("<4sII", data[:12])
+    if magic != b"glTF" or version != 2 or length != len(data):
+        raise UserError(f"{path} is not a glTF 2.0 binary file")
+    n_json, _ = struct.unpack("<I4s", data[12:20])
+    gltf = json.loads(data[20:20 + n_json])
+    n_bin, kind = struct.unpack("<I4s", data[20 + n_json:28 + n_json])
+    return gltf, data[28 + n_json:28 + n_json + n_bin]
 
 
 # ---------------------------------------------------------------- where the scene is
@@ -194,18 +273,23 @@ def check_scene_bounds(ranges, dataset_name, poses, K, img_wh, near, far):
                         f"far {far:g}): use the scene bounds hint printed above, or --preview_only to look")
 
 
-def scene_bounds_hint(poses, K, img_wh, near, far, n=40):
-    """A box around the region seen by at least half of the training cameras.
+def scene_bounds_hint(poses, K, img_wh):
+    """Where an inward-facing capture's object is: the point the optical axes converge on
+    (``orbit_of_cameras``) and a box around the ball there that every camera sees whole.
 
-    Samples an ``n^3`` lattice over the cube that holds the camera centres (grown by the spread
-    of the cameras) and returns the bounding box of the well-seen points as 3 pairs, or None.
+    The ball's radius is the nearest camera's distance times the sine of the smallest half
+    field of view (Blender scenes: about 1.35 around the origin).
+    Returns dict ``target`` ``(3,)``, ``up`` ``(3,)`` (the capture's up axis), ``box`` (3 pairs
+    ``(lo, hi)``), or None when the axes do not converge in front of the cameras.
     """
-    centres = np.asarray(poses)[:, :3, 3]
-    mid = centres.mean(0)
-    half = max(float(np.linalg.norm(centres - mid, axis=1).max()), 1e-3) * 1.5
-    lattice = _box_lattice([(m - half, m + half) for m in mid], n)
-    count = camera_coverage(lattice, poses, K, img_wh, near, far)
-    well_seen = lattice[count >= max(1, 0.5 * len(centres))]
-    if len(well_seen) == 0:
+    poses = np.asarray(poses, dtype=np.float64)
+    orbit = orbit_of_cameras(poses)
+    target = orbit["target"]
+    dist = np.linalg.norm(poses[:, :, 3] - target, axis=1)
+    if camera_coverage(target[None], poses, K, img_wh, 0.0, np.inf)[0] < 0.5 * len(poses):
         return None
-    return [(float(lo), float(hi)) for lo, hi in zip(well_seen.min(0), well_seen.max(0))]
+    W, H = img_wh
+    half_fov = min(np.arctan(0.5 * W / float(K[0][0])), np.arctan(0.5 * H / float(K[1][1])))
+    radius = float(dist.min() * np.sin(half_fov))
+    return dict(target=target, up=np.asarray(orbit["up"], dtype=np.float64),
+                box=[(float(t - radius), float(t + radius)) for t in target])

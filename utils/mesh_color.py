@@ -5,10 +5,13 @@ looking along -z; pixel (u, v) has its centre at (u + 0.5, v + 0.5), v counted f
 
 Image route (``fuse_view_colors``): each vertex is projected into every chosen view. A view
 counts for a vertex when the vertex faces it and the NeRF sees no matter in front of it: the ray
-from the camera centre towards the vertex is rendered up to ``margin`` before the vertex, and
-its accumulated opacity must stay below ``occ_threshold`` (the seed's test). The colour is the
-bilinearly sampled pixel, averaged over those views with weight cos(normal, direction to camera)
-so grazing views (which sample silhouette pixels mixed with the background) count least.
+from the camera centre towards the vertex is rendered up to a margin before the vertex, and
+its accumulated opacity must stay below ``occ_threshold`` (the seed's test), counting only matter
+denser than a floor (``without_haze``: extract_mesh.py uses half the surface's density). The margin is the
+soft shell a blurry density has in front of its iso-surface (``shell_thickness``) plus a little,
+measured from the vertex's tangent plane (so longer along oblique rays). The colour is the
+bilinearly sampled pixel, averaged over those views with weight cos(normal, direction to camera);
+grazing views (which sample silhouette pixels mixed with the background) count least or not at all.
 Vertices no view sees take the colour of nearby seen vertices on the mesh, else that of the
 least occluded view.
 
@@ -21,6 +24,28 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from models.rendering import Rays, render_chunked
+
+
+class DensityFloor:
+    """A field whose raw density is lowered by ``floor`` everywhere, so that after the renderer's
+    ReLU the haze below ``floor`` is empty space. Visibility rays use it: only matter at least that
+    dense counts as an occluder (an under-trained NeRF fills the air with a faint density that,
+    summed over a long camera ray, would hide every vertex)."""
+
+    def __init__(self, field, floor):
+        self.field, self.floor = field, float(floor)
+
+    def query_density(self, x):
+        return self.field.query_density(x) - self.floor
+
+    def __call__(self, x, d):
+        sigma, rgb = self.field(x, d)
+        return sigma - self.floor, rgb
+
+
+def without_haze(fields, floor):
+    """``fields`` with every radiance field wrapped in ``DensityFloor`` (other entries kept)."""
+    return {k: DensityFloor(f, floor) if k in ("coarse", "fine") else f for k, f in fields.items()}
 
 
 def project_points(points, c2w, K):
@@ -51,15 +76,46 @@ def sample_bilinear(image, uv):
 
 def opacity_in_front(fields, points, cam_centre, near, margin, render_kwargs, chunk=32 * 1024):
     """Accumulated opacity on the ray from ``cam_centre`` ``(3,)`` towards each point ``(P, 3)``,
-    from ``near`` up to ``margin`` before the point. Returns ``(P,)`` in [0, 1] on the points' device."""
+    from ``near`` up to ``margin`` (a float or ``(P,)``) before the point.
+    Returns ``(P,)`` in [0, 1] on the points' device."""
     origins = cam_centre.expand_as(points)
     dirs = points - origins
     dist = dirs.norm(dim=-1, keepdim=True)  # (P, 1)
     dirs = dirs / dist.clamp(min=1e-8)
     near_t = torch.full_like(dist, float(near))
+    margin = torch.as_tensor(margin, dtype=dist.dtype, device=dist.device).reshape(-1, 1)
     far_t = torch.maximum(dist - margin, near_t + 1e-4)  # a point closer than near: nothing in front
-    out = render_chunked(fields, Rays(origins, dirs, near_t, far_t), chunk, keys=("opacity",), **render_kwargs)
-    return out["opacity"]
+    rays = Rays(origins, dirs, near_t, far_t)
+    if "occupancy" in fields:  # the fast path marches with real step lengths: its opacity is the answer
+        return render_chunked(fields, rays, chunk, keys=("opacity",), **render_kwargs)["opacity"]
+    out = render_chunked(fields, rays, chunk, keys=("weights",), **render_kwargs)
+    # leave out the last sample: the renderer gives it an infinite interval, so any density
+    # there would make the whole path opaque; the rest sums to 1 - transmittance up to far
+    return out["weights"][:, :-1].sum(-1)
+
+
+@torch.no_grad()
+def shell_thickness(fields, vertices, normals, max_offset, occ_threshold, render_kwargs, chunk=32 * 1024,
+                    device="cpu"):
+    """How far outside each vertex its surface already looks opaque: a ray from
+    ``vertex + max_offset * normal`` down to the vertex accumulates ``occ_threshold`` opacity at
+    this distance from the vertex (0 when it never does: a sharp surface).
+
+    A soft (under-trained) density has a shell in front of its iso-surface that a camera ray
+    crosses before reaching the vertex; the visibility rays stop this much earlier.
+    Returns ``(V,)`` float32 in ``[0, max_offset]``.
+    """
+    pts = torch.as_tensor(np.asarray(vertices), dtype=torch.float32, device=device)
+    nrm = torch.as_tensor(np.asarray(normals), dtype=torch.float32, device=device)
+    if "occupancy" in fields or len(pts) == 0:  # the fast path's padded samples do not concatenate
+        return np.zeros(len(pts), dtype=np.float32)
+    ones = torch.ones_like(pts[:, :1])
+    rays = Rays(pts + max_offset * nrm, -nrm, 0 * ones, max_offset * ones)
+    out = render_chunked(fields, rays, chunk, keys=("weights", "z_vals"), **dict(render_kwargs, use_disp=False))
+    cum = out["weights"][:, :-1].cumsum(-1)  # the last sample (at the vertex) has an infinite interval
+    reached = cum >= occ_threshold
+    z = out["z_vals"][:, :-1].gather(1, reached.float().argmax(-1, keepdim=True))[:, 0]
+    return torch.where(reached.any(-1), max_offset - z, torch.zeros_like(z)).cpu().numpy().astype(np.float32)
 
 
 def pick_views(n_total, n_views):
@@ -71,7 +127,8 @@ def pick_views(n_total, n_views):
 
 @torch.no_grad()
 def fuse_view_colors(fields, vertices, normals, poses, images, K, near, render_kwargs, occ_threshold=0.2,
-                     margin=0.05, chunk=32 * 1024, device="cpu", triangles=None, fill_rounds=10, progress=True):
+                     margin=0.05, chunk=32 * 1024, device="cpu", triangles=None, fill_rounds=10, min_cos=0.2,
+                     progress=True):
     """Occlusion-aware average of the training images' colours at each vertex.
 
     Args:
@@ -80,8 +137,11 @@ def fuse_view_colors(fields, vertices, normals, poses, images, K, near, render_k
         poses: ``(N_views, 3, 4)`` c2w; images: ``(N_views, H, W, 3)`` in [0, 1]; K: ``(3, 3)``.
         near: start of the visibility rays; render_kwargs: for ``render_rays`` (n_samples, ...).
         occ_threshold: a view counts when the opacity in front of the vertex is below this.
-        margin: the visibility ray stops this far (scene units) before the vertex, so the
-            vertex's own surface does not hide it.
+        margin: float or ``(V,)``: the visibility ray stops this far (scene units) from the
+            vertex's tangent plane (margin / cos along the ray), so that the vertex's own surface
+            does not hide it (see ``shell_thickness``).
+        min_cos: views that see the surface more obliquely than this (cos of the angle between
+            normal and direction to the camera) are skipped: they sample silhouette pixels.
         triangles: ``(T, 3)``; when given, vertices no view sees take the colour of seen vertices
             up to ``fill_rounds`` edges away. Vertices still without a colour take the view
             with the least opacity in front of them (the seed's fallback, for hazy models).
@@ -92,6 +152,8 @@ def fuse_view_colors(fields, vertices, normals, poses, images, K, near, render_k
     nrm = None if normals is None else torch.as_tensor(np.asarray(normals), dtype=torch.float32, device=device)
     K = torch.as_tensor(np.asarray(K), dtype=torch.float32, device=device)
     poses = torch.as_tensor(np.asarray(poses), dtype=torch.float32)
+    margin = torch.as_tensor(np.broadcast_to(np.asarray(margin, dtype=np.float32), (len(pts),)).copy(),
+                             device=device)
     color_sum = torch.zeros(len(pts), 3, device=device)
     weight_sum = torch.zeros(len(pts), device=device)
     n_seen = torch.zeros(len(pts), dtype=torch.long, device=device)
@@ -105,10 +167,13 @@ def fuse_view_colors(fields, vertices, normals, poses, images, K, near, render_k
         if nrm is not None:
             weight = ((c2w[:, 3] - pts) * nrm).sum(-1) / dist.clamp(min=1e-8)  # cos(normal, to camera)
         cand = ((depth > 0) & (uv[:, 0] >= 0) & (uv[:, 0] <= W) & (uv[:, 1] >= 0) & (uv[:, 1] <= H)
-                & (weight > 0)).nonzero()[:, 0]
+                & (weight > min_cos)).nonzero()[:, 0]
         if len(cand) == 0:
             continue
-        opacity = opacity_in_front(fields, pts[cand], c2w[:, 3], near, margin, render_kwargs, chunk)
+        # stop where the ray is `margin` above the vertex's tangent plane: along a grazing ray the
+        # soft shell of the vertex's own surface would otherwise count as an occluder
+        stop = margin[cand] / weight[cand] if nrm is not None else margin[cand]
+        opacity = opacity_in_front(fields, pts[cand], c2w[:, 3], near, stop, render_kwargs, chunk)
         sampled = sample_bilinear(image, uv[cand])  # (P_cand, 3)
         better = opacity < best_opacity[cand]
         best_opacity[cand[better]], best_color[cand[better]] = opacity[better], sampled[better]

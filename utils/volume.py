@@ -35,18 +35,22 @@ def format_stats(stats):
 
 
 def suggest_threshold(stats):
-    """A threshold that gives a surface: the 99th percentile, or half the max when that is 0."""
-    return stats["p99"] if stats["p99"] > 0 else 0.5 * stats["max"]
+    """A threshold that gives a surface: the 99th percentile, at most half the max (a soft,
+    under-trained density peaks low and its 99th percentile already cuts into the object)."""
+    return min(stats["p99"], 0.5 * stats["max"]) if stats["p99"] > 0 else 0.5 * stats["max"]
 
 
 def _grown(ranges, border):
     return [(lo - border * (hi - lo), hi + border * (hi - lo)) for lo, hi in ranges]
 
 
-def density_preview(field, ranges, n=128, border=0.25, device="cpu", max_points=1 << 18):
+def density_preview(field, ranges, n=128, border=0.25, include=None, device="cpu", max_points=1 << 18):
     """Density on an ``n^3`` lattice over ``ranges`` grown by ``border`` (a fraction of each
-    extent) on every side. Returns (grid ``(n, n, n)``, the grown ranges, the sub-grid inside ``ranges``)."""
+    extent) on every side, and grown further to cover the box ``include`` (e.g. the scene
+    bounds hint) when given. Returns (grid ``(n, n, n)``, its ranges, the sub-grid inside ``ranges``)."""
     big = _grown(ranges, border)
+    if include is not None:
+        big = [(min(a[0], b[0]), max(a[1], b[1])) for a, b in zip(big, include)]
 
     def density(x):
         return torch.relu(query_field(field, x, max_points=max_points))
@@ -58,10 +62,11 @@ def density_preview(field, ranges, n=128, border=0.25, device="cpu", max_points=
     return grid, big, grid[inside]
 
 
-def save_preview_png(path, grid, grid_ranges, box, threshold, stats, title=""):
+def save_preview_png(path, grid, grid_ranges, box, threshold, stats, title="", hint=None):
     """Three maximum projections of ``grid`` (over z, y and x) with a symlog colour scale, the
-    ``threshold`` contour (cyan: where the mesh's silhouette will be) and ``box`` (the chosen
-    ranges, dashed white). ``grid_ranges``: the extent of ``grid``."""
+    ``threshold`` contour (cyan: where the mesh's silhouette will be), ``box`` (the chosen
+    ranges, dashed white) and ``hint`` (the scene bounds hint, dotted green, when given).
+    ``grid_ranges``: the extent of ``grid``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,7 +74,7 @@ def save_preview_png(path, grid, grid_ranges, box, threshold, stats, title=""):
     from matplotlib.colors import SymLogNorm
     from matplotlib.patches import Rectangle
 
-    vmax = max(stats["max"], threshold * 1.5, 1e-3)
+    vmax = max(float(grid.max()), threshold * 1.5, 1e-3)
     norm = SymLogNorm(linthresh=max(threshold / 10, 1e-3), vmin=0, vmax=vmax)
     fig, axs = plt.subplots(1, 3, figsize=(15, 5.2), constrained_layout=True)
     views = [(2, 0, 1, "max over z"), (1, 0, 2, "max over y"), (0, 1, 2, "max over x")]  # (reduced, horiz, vert)
@@ -81,14 +86,17 @@ def save_preview_png(path, grid, grid_ranges, box, threshold, stats, title=""):
             hs = lattice_axes([grid_ranges[h]], proj.shape[0])[0]
             vs = lattice_axes([grid_ranges[v]], proj.shape[1])[0]
             ax.contour(hs, vs, proj.T, levels=[threshold], colors="cyan", linewidths=1)
-        (h0, h1), (v0, v1) = box[h], box[v]
-        ax.add_patch(Rectangle((h0, v0), h1 - h0, v1 - v0, fill=False, ec="white", ls="--", lw=1.2))
+        for rect, style in ((hint, dict(ec="lime", ls=":")), (box, dict(ec="white", ls="--"))):
+            if rect is not None:
+                (h0, h1), (v0, v1) = rect[h], rect[v]
+                ax.add_patch(Rectangle((h0, v0), h1 - h0, v1 - v0, fill=False, lw=1.2, **style))
         ax.set_xlabel("xyz"[h])
         ax.set_ylabel("xyz"[v])
         ax.set_title(label)
     cbar = fig.colorbar(im, ax=axs, shrink=0.9, label="sigma (max along the line of sight)")
     cbar.ax.axhline(threshold, color="cyan", lw=2)
-    fig.suptitle(f"{title}  threshold {threshold:g} (cyan), chosen ranges (dashed)\n{format_stats(stats)}",
+    fig.suptitle(f"{title}  threshold {threshold:g} (cyan), chosen ranges (dashed), "
+                 f"scene bounds hint (dotted)\n{format_stats(stats)}",
                  fontsize=10)
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -133,7 +141,8 @@ def volume_header(volume, ranges, dtype, raw_name, **extra):
         "units": {"r, g, b": "colour in [0, 1] (as in the training images, sRGB), mean over 4 view directions",
                   "sigma": "volume density in 1 / scene unit (ReLU applied): a step of length dt scene units "
                            "has opacity 1 - exp(-sigma * dt)"},
-        "coordinates": "the scene's world frame at true scale (Blender scenes: right-handed, +z up)",
+        "coordinates": "the scene's world frame at true scale, right-handed (Blender scenes: +z up); "
+                       "up_axis, when present, is the capture's up direction in this frame",
         **extra,
     }
 
