@@ -271,6 +271,9 @@ def test_llff_weights_carry_render_path(beer_dir, tmp_path):
 def test_bad_inputs_fail_cleanly(demo_ckpt, demo_dir, tmp_path):
     ckpt, _ = demo_ckpt
     (tmp_path / "notes.txt").write_text("not a checkpoint")
+    clash = tmp_path / "clash"  # a folder whose own 000.png eval.py must not overwrite
+    clash.mkdir()
+    (clash / "000.png").write_bytes(b"a user's picture")
     torch.save({"state_dict": {"layer.weight": torch.zeros(2)}}, tmp_path / "foreign.ckpt")
     no_test = tmp_path / "no_test"
     no_test.mkdir()
@@ -286,7 +289,8 @@ def test_bad_inputs_fail_cleanly(demo_ckpt, demo_dir, tmp_path):
         "unknown split": (["--ckpt_path", ckpt, "--split", "tset"], "invalid choice"),
         "no root": (["--ckpt_path", ckpt, "--root_dir", tmp_path / "missing"], "not a folder"),
         "fps": (["--ckpt_path", ckpt, "--fps", 0], "--fps"),
-        "foreign out_dir": (["--ckpt_path", ckpt, "--out_dir", demo_dir], "not results of eval.py"),
+        "name clash": (["--ckpt_path", ckpt, "--out_dir", clash], "not written by eval.py"),
+        "out_dir is a file": (["--ckpt_path", ckpt, "--out_dir", tmp_path / "notes.txt"], "is a file"),
     }
     for name, (args, message) in cases.items():
         proc = eval_script(*args, cwd=tmp_path, check=False)
@@ -294,6 +298,8 @@ def test_bad_inputs_fail_cleanly(demo_ckpt, demo_dir, tmp_path):
         assert "error:" in proc.stderr and message in proc.stderr, (name, proc.stderr)
         assert "Traceback" not in proc.stderr, name
         assert not (tmp_path / "results").exists(), name
+    assert sorted(p.name for p in clash.iterdir()) == ["000.png"]  # untouched
+    assert (clash / "000.png").read_bytes() == b"a user's picture"
     proc = run_script("utils/save_weights_only.py", "--ckpt_path", tmp_path / "foreign.ckpt", cwd=tmp_path, check=False)
     assert proc.returncode != 0 and "error:" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.glob("*.pth*"))
@@ -320,14 +326,16 @@ def test_failure_mid_render_leaves_nothing(demo_ckpt, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # no partial folder, no parent folders left behind
 
 
-def test_rerun_replaces_earlier_results(demo_ckpt, tmp_path):
+def test_rerun_replaces_earlier_results_and_keeps_other_files(demo_ckpt, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    args = ["--ckpt_path", demo_ckpt[0], "--out_dir", out, "--split", "val", "--no_depth"]
-    eval_script(*args, cwd=tmp_path)
-    (out / "999.png").write_bytes(b"stale")
-    eval_script(*args, cwd=tmp_path)
+    (out / "scene.ply").write_bytes(b"a mesh from extract_mesh.py")
+    eval_script("--ckpt_path", demo_ckpt[0], "--out_dir", out, "--split", "test", cwd=tmp_path)  # 8 views
+    assert len(pngs(out)) == 8 and (out / "depth").is_dir()
+    eval_script("--ckpt_path", demo_ckpt[0], "--out_dir", out, "--split", "val", "--no_depth", cwd=tmp_path)
     assert pngs(out) == ["000.png", "001.png", "002.png", "003.png"]  # the demo val split: 4 views
+    assert not (out / "depth").exists()  # the earlier run's depth maps went with its frames
+    assert (out / "scene.ply").read_bytes() == b"a mesh from extract_mesh.py"  # not ours: kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folders left
 
 

@@ -1,6 +1,7 @@
 """Writing renders to disk: PFM depth maps, streamed videos (mp4 + gif), and results folders
 that appear whole or not at all."""
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -113,35 +114,37 @@ class VideoWriter:
         return False
 
 
-RESULTS_MARKER = "render_info.json"  # every folder eval.py writes has one
+MANIFEST = ".eval_outputs.json"  # what the last eval.py run placed in a results folder
 
 
-def check_out_dir(out_dir, marker=RESULTS_MARKER):
-    """Refuse an output folder that ``publish`` could not safely replace. Raises UserError.
-
-    A new path, an empty folder or an earlier results folder (it holds ``marker``) is fine;
-    any other existing folder or file is left alone.
-    """
-    if not os.path.exists(out_dir):
-        return
-    if not os.path.isdir(out_dir):
+def check_out_dir(out_dir):
+    """Refuse an ``--out_dir`` that is a file. Raises UserError. (A folder may hold other files,
+    e.g. the mesh of extract_mesh.py: ``publish`` only replaces what eval.py wrote there.)"""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise UserError(f"--out_dir {out_dir} is a file: choose a folder")
-    if os.listdir(out_dir) and not os.path.isfile(os.path.join(out_dir, marker)):
-        raise UserError(f"--out_dir {out_dir} holds files that are not results of eval.py: "
-                        f"choose a new or empty folder")
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
 
 
 @contextlib.contextmanager
 def publish(out_dir):
-    """Write into a temporary folder beside ``out_dir``; it becomes ``out_dir`` only when the block
-    succeeds (an earlier ``out_dir`` is replaced). On any failure the temporary folder, and the
-    parent folders this call created, are removed: nothing half-written is left.
+    """Write into a temporary folder beside ``out_dir``; its contents move into ``out_dir`` only
+    when the block succeeds. There they replace what an earlier run placed (listed in a hidden
+    manifest, so stale frames of a longer render go too) and leave every other file alone. A name
+    clash with a file this code did not write is refused before anything moves. On any failure
+    the temporary folder, and the parent folders this call created, are removed: nothing
+    half-written is left.
 
     Yields: the temporary folder's path.
     """
     out_dir = os.path.abspath(out_dir)
     parent = os.path.dirname(out_dir)
-    created, p = [], parent
+    created, p = [], out_dir
     while not os.path.exists(p):
         created.append(p)
         p = os.path.dirname(p)
@@ -149,18 +152,27 @@ def publish(out_dir):
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.partial-", dir=parent)
     try:
         yield tmp
-        old = None
-        if os.path.exists(out_dir):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
-            os.replace(out_dir, os.path.join(old, "previous"))
-        os.replace(tmp, out_dir)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
+        manifest = os.path.join(out_dir, MANIFEST)
+        previous = json.load(open(manifest)) if os.path.isfile(manifest) else []
+        entries = sorted(os.listdir(tmp))
+        clash = [e for e in entries if os.path.lexists(os.path.join(out_dir, e)) and e not in previous]
+        if clash:
+            raise UserError(f"--out_dir {out_dir} already holds {', '.join(clash[:3])}, not written by eval.py: "
+                            f"choose another folder")
+        os.makedirs(out_dir, exist_ok=True)
+        for e in previous:
+            _remove(os.path.join(out_dir, e))
+        for e in entries:
+            os.replace(os.path.join(tmp, e), os.path.join(out_dir, e))
+        with open(manifest, "w") as f:
+            json.dump(entries, f)
+        os.rmdir(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        for p in created:  # deepest first
+        for p in created:  # deepest first; out_dir itself may never have been made
             try:
-                os.rmdir(p)
-            except OSError:
+                if os.path.isdir(p):
+                    os.rmdir(p)
+            except OSError:  # not empty: something else lives there now
                 break
         raise
