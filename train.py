@@ -33,7 +33,7 @@ from metrics import psnr, ssim
 
 # lightning
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 
 
@@ -184,17 +184,30 @@ def load_start_weights(system, hparams):
     return hparams.ckpt_path if ckpt["lightning"] and not ignore else None
 
 
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """The best checkpoint by val PSNR, plus ``last.ckpt`` rewritten at every validation.
+
+    (Lightning 2.6 rewrites ``last.ckpt`` only when the best one improved, so a resume could
+    silently go back in time.) Writes are atomic: an interrupted run never leaves a torn file.
+    """
+
+    def on_validation_end(self, trainer, pl_module):
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer):  # not saved at this step yet
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
 def build_trainer(hparams, steps_per_epoch):
     accelerator, devices, strategy = trainer_devices(hparams)
     # validate every --val_every epochs, counted in steps so that it also works across epochs
     val_every = max(1, round(hparams.val_every * steps_per_epoch))
-    ckpt_cb = ModelCheckpoint(dirpath=os.path.join("ckpts", hparams.exp_name), filename="best-{epoch:02d}-{step}",
-                              monitor="val/psnr", mode="max", save_top_k=1, save_last=True)
+    ckpt_cb = BestAndLastCheckpoint(dirpath=os.path.join("ckpts", hparams.exp_name), filename="best-{epoch:02d}-{step}",
+                                    monitor="val/psnr", mode="max", save_top_k=1, save_last=True)
     return pl.Trainer(
         max_epochs=hparams.num_epochs, max_steps=hparams.max_steps,
         accelerator=accelerator, devices=devices, num_nodes=hparams.num_nodes, strategy=strategy,
         precision=hparams.precision, use_distributed_sampler=False,  # RayBatchSampler shards itself
-        callbacks=[ckpt_cb, LearningRateMonitor(logging_interval="epoch"), TQDMProgressBar(refresh_rate=10)],
+        callbacks=[ckpt_cb, TQDMProgressBar(refresh_rate=10)],
         logger=TensorBoardLogger(save_dir="logs", name=hparams.exp_name, default_hp_metric=False),
         val_check_interval=val_every, check_val_every_n_epoch=None,
         num_sanity_val_steps=1 if accelerator == "gpu" else 0,

@@ -230,18 +230,26 @@ def test_bad_scene_gives_one_clear_line(tmp_path, case, expect):
 
 
 def test_beer_spheric_learns(beer_dir, tmp_path):
-    """About 250 steps on beer at 36x64: the held-out PSNR must beat the best constant colour
-    (the mean training colour) clearly. Both are per-view PSNRs averaged over the held-out views."""
-    from argparse import Namespace
+    """500 steps on beer at 36x64 (about 4 minutes on 2 idle cores): the held-out PSNR must beat
+    the best constant colour (the mean training colour) by 3 dB. Both are per-view PSNRs
+    averaged over the 9 held-out views.
 
+    Why 500 steps: on this capture the tiny model sits near the baseline (+0.5 dB) for the first
+    250-350 steps and then jumps; measured over four seeds, the held-out PSNR at step 500 was
+    24.6-25.0 dB against a 19.7 dB baseline, while at step 300 it ranged from 17.6 to 21.9 dB.
+    """
     from metrics import psnr
     from models.rendering import render_chunked
+    from opt import get_parser
     from utils.checkpoint import load_model
 
     run_script("train.py", "--dataset_name", "llff", "--root_dir", beer_dir, "--spheric_poses",
-               "--img_wh", 36, 64, *TINY, "--lr", "2e-3", "--max_steps", 250, "--val_num", 2,
-               "--exp_name", "beer", cwd=tmp_path)
-    fields, h, _ = load_model(Namespace(ckpt_path=str(tmp_path / "ckpts" / "beer" / "last.ckpt")))
+               "--img_wh", 36, 64, *TINY, "--lr", "2e-3", "--max_steps", 500, "--val_num", 2,
+               "--exp_name", "beer", cwd=tmp_path, timeout=3600)
+    args = get_parser(training=False).parse_args([])  # every flag at its default, then the checkpoint's
+    args.ckpt_path = str(tmp_path / "ckpts" / "beer" / "last.ckpt")
+    fields, h, _ = load_model(args)
+    assert h.spheric_poses and h.dataset_name == "llff"
     train, val = beer(beer_dir, "train"), beer(beer_dir, "val")
     mean_colour = train.rgbs.reshape(-1, 3).mean(0)
     baseline = np.mean([psnr(mean_colour.expand_as(gt), gt).item() for gt in val.rgbs])
@@ -249,7 +257,7 @@ def test_beer_spheric_learns(beer_dir, tmp_path):
     with torch.no_grad():
         for i in range(len(val)):
             out = render_chunked(fields, val[i]["rays"], chunk=8192, n_samples=h.N_samples,
-                                 n_importance=h.N_importance, test_time=True)
+                                 n_importance=h.N_importance, use_disp=h.use_disp, test_time=True)
             scores.append(psnr(out["rgb"], val.rgbs[i]).item())
-    assert baseline == pytest.approx(19.4, abs=1.0)  # SPEC: 19.5 dB at 72x128
-    assert np.mean(scores) > baseline + 2.0, (np.mean(scores), baseline)
+    assert baseline == pytest.approx(19.7, abs=0.5)  # SPEC: 19.5 dB at 72x128
+    assert np.mean(scores) > baseline + 3.0, (np.mean(scores), baseline)

@@ -25,6 +25,8 @@ def test_smoke_logs_and_checkpoints(demo_ckpt):
     ckpt, work = demo_ckpt
     assert ckpt.is_file()
     assert any(p.name.startswith("best-") for p in ckpt.parent.iterdir())
+    # last.ckpt holds the final step even when the final validation is not the best one
+    assert load_checkpoint(str(ckpt))["raw"]["global_step"] == 40
     losses, acc = scalars(work, "tiny", "train/loss")
     tags = acc.Tags()
     assert {"train/loss", "train/psnr", "lr", "val/psnr", "val/ssim", "val/loss"} <= set(tags["scalars"])

@@ -130,7 +130,7 @@ def merge_hparams(hparams, explicit, ckpt):
         if not shape["has_fine"]:
             stored["N_importance"] = 0
     for key in MODEL_KEYS + SCENE_KEYS:
-        if key in stored and key not in explicit and hasattr(hparams, key):
+        if key in stored and key not in explicit:
             value = stored[key]
             setattr(hparams, key, list(value) if isinstance(value, tuple) else value)
     return hparams
