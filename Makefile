@@ -38,14 +38,14 @@ $(STAMP): requirements.txt
 # The demo: a procedural scene (no download), a short CPU-sized training run, a turntable video,
 # its metrics and a colored mesh. These are plain commands: copy them for your own scenes.
 DEMO_FLAGS ?= --img_wh 64 64 --net_depth 4 --net_width 64 --N_samples 32 --N_importance 32 \
-	--lr 2e-3 --decay_step 8 --noise_std 0 --max_steps 1200 --val_every 0.5 --val_num 4
+	--lr 2e-3 --noise_std 0 --max_steps 800 --val_every 1 --val_num 4
 
 demo: install
 	$(PY) -m utils.demo_scene data/demo
 	$(PY) train.py --dataset_name blender --root_dir data/demo --exp_name demo $(DEMO_FLAGS)
 	$(PY) eval.py --ckpt_path ckpts/demo/last.ckpt --scene_name demo --split test --fps 20
-	$(PY) extract_mesh.py --ckpt_path ckpts/demo/last.ckpt --scene_name demo --N_grid 128 \
-		--x_range -1 1 --y_range -1 1 --z_range -0.7 0.7 --sigma_threshold 10
+	$(PY) extract_mesh.py --ckpt_path ckpts/demo/last.ckpt --scene_name demo --N_grid 96 --n_views 10 \
+		--x_range -1.1 1.1 --y_range -1.1 1.1 --z_range -0.8 0.8 --sigma_threshold 5
 	@echo "demo done: results/blender/demo/ (demo.gif, demo.mp4, metrics.json, demo.ply), logs/demo, ckpts/demo"
 
 test: install

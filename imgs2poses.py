@@ -7,13 +7,14 @@ reads the photos in ``SCENE_DIR/images`` and writes ``SCENE_DIR/sparse/0`` (a CO
 """
 import argparse
 
+from opt import HelpFormatter
 from utils.colmap_sfm import CAMERA_MODELS, imgs2poses
 from utils.errors import cli_main
 
 
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+                                     formatter_class=HelpFormatter, allow_abbrev=False)
     parser.add_argument("scene_dir", help="scene folder holding images/ (photos of one size)")
     parser.add_argument("--matcher", default="auto", choices=("auto", "exhaustive", "sequential"),
                         help="image pairs to match: all pairs, or each photo with its neighbours in name order "

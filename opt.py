@@ -11,10 +11,20 @@ from utils.errors import UserError
 DATASETS = ("blender", "llff")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, unless its help already says what the default is."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, argparse.SUPPRESS) or isinstance(action.default, bool):
+            return text
+        return super()._get_help_string(action)
+
+
 def get_parser(description="Train a NeRF (PyTorch Lightning).", training=True):
     """The shared parser. ``training=False`` drops the training-only flags (eval, mesh)."""
     parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False
+        description=description, formatter_class=HelpFormatter, allow_abbrev=False
     )
     data = parser.add_argument_group("data")
     data.add_argument("--root_dir", type=str, default=None,
@@ -115,7 +125,12 @@ FAST_PRESET = {"lr": 1e-2, "batch_size": 4096, "max_steps": 20000, "noise_std": 
 def apply_fast_preset(hparams, explicit):
     """Fill the fast path's defaults into ``hparams`` for flags the user did not type."""
     if getattr(hparams, "fast", False):
-        for key, value in FAST_PRESET.items():
+        preset = dict(FAST_PRESET)
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            preset["precision"] = "bf16-mixed"  # bf16 autocast: the MLP's matmuls at tensor-core speed
+        for key, value in preset.items():
             if key not in explicit and hasattr(hparams, key):
                 setattr(hparams, key, value)
     return hparams

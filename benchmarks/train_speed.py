@@ -5,11 +5,11 @@
 
 Each mode trains in its own process (clean peak-memory figures) for a wall-clock budget and is
 evaluated on held-out views at fixed points of its training clock (evaluation time is not
-counted). Prints one JSON line per measurement, then a summary line
+counted; ``--quick`` scores a fixed random subset of 2048 pixels of 8 views, the full run whole views). Prints one JSON line per measurement, then a summary line
 ``{"mode": "summary", "device", "vanilla": {psnr, seconds, rays_per_s, peak_mem_mb, ...},
 "fast": {...}, "speedup_to_equal_psnr"}`` where the speedup is the time vanilla needs for its
 final PSNR divided by the time the fast path needs to reach that PSNR. Also writes the lines to
-``--out_dir/train_speed.jsonl`` and a PSNR-vs-time plot ``train_speed.png``.
+``--out_dir/train_speed_{device}_{quick|full}.jsonl`` and a PSNR-vs-time plot ``....png``.
 """
 import argparse
 import json
@@ -50,7 +50,9 @@ def parse():
     p.add_argument("--img_wh", nargs=2, type=int, default=None, help="default: 64 64 quick, 400 400 full")
     p.add_argument("--budget_s", type=float, default=None, help="training seconds per mode (default 240 quick, 600 full)")
     p.add_argument("--fast_steps", type=int, default=None, help="fast path schedule length (default 2000 quick, 20000 full)")
-    p.add_argument("--n_val", type=int, default=None, help="held-out views to evaluate (default 4 quick, 8 full)")
+    p.add_argument("--n_val", type=int, default=None, help="held-out views to evaluate (default 8)")
+    p.add_argument("--eval_rays", type=int, default=None,
+                   help="evaluate a fixed random subset of this many of their pixels (default 2048 quick, 0 = all full)")
     p.add_argument("--modes", nargs="+", default=["vanilla", "fast"], choices=("vanilla", "fast"))
     p.add_argument("--out_dir", default=os.path.join(ROOT, "benchmarks", "results"))
     p.add_argument("--seed", type=int, default=0)
@@ -59,32 +61,42 @@ def parse():
     a.img_wh = a.img_wh or ([64, 64] if a.quick else [400, 400])
     a.budget_s = a.budget_s or (240.0 if a.quick else 600.0)
     a.fast_steps = a.fast_steps or (2000 if a.quick else 20000)
-    a.n_val = a.n_val or (4 if a.quick else 8)
+    a.n_val = a.n_val or 8
+    a.eval_rays = (2048 if a.quick else 0) if a.eval_rays is None else a.eval_rays
     return a
 
 
-def eval_times(budget):
-    """Measurement points on the training clock: doubling from 4 s, plus 8 even ones."""
-    pts = {budget * k / 8 for k in range(1, 9)}
-    t = 4.0
+def eval_times(budget, quick):
+    """Measurement points on the training clock: doubling from 4 s (8 s quick), plus 8 (4) even ones."""
+    n_even, t = (4, 8.0) if quick else (8, 4.0)
+    pts = {budget * k / n_even for k in range(1, n_even + 1)}
     while t < budget:
         pts.add(t)
         t *= 2
     return sorted(pts)
 
 
-def evaluate(fields, h, views, device):
-    """Mean PSNR over ``views`` (list of dataset samples) and inference rays/s."""
-    psnrs, n_rays, t_render = [], 0, 0.0
-    for v in views:
-        rays = v["rays"].to(device)
-        t0 = time.perf_counter()
-        out = render_chunked(fields, rays, chunk=h.chunk, to_cpu=True, n_samples=h.N_samples,
-                             n_importance=h.N_importance, white_back=True, test_time=True)
-        t_render += time.perf_counter() - t0
-        n_rays += len(rays)
-        psnrs.append(psnr(out["rgb"], v["rgbs"]).item())
-    return float(np.mean(psnrs)), n_rays / t_render
+def held_out_rays(val, n_val, n_rays, seed=0):
+    """Rays and colours of ``n_val`` evenly spread held-out views: all their pixels, or a fixed
+    random subset of ``n_rays`` of them (``n_rays > 0``; the PSNR of a random pixel subset
+    estimates the views' pooled PSNR at a fraction of the rendering cost)."""
+    views = [val[i] for i in np.linspace(0, len(val) - 1, n_val).round().astype(int)]
+    rays = [v["rays"] for v in views]
+    rays = type(rays[0])(*(torch.cat(parts) for parts in zip(*rays)))
+    rgbs = torch.cat([v["rgbs"] for v in views])
+    if 0 < n_rays < len(rgbs):
+        pick = torch.randperm(len(rgbs), generator=torch.Generator().manual_seed(seed))[:n_rays]
+        rays, rgbs = rays[pick], rgbs[pick]
+    return rays, rgbs
+
+
+def evaluate(fields, h, rays, rgbs, device):
+    """PSNR of the held-out ``rays`` against ``rgbs`` (pooled over all their pixels) and inference rays/s."""
+    t0 = time.perf_counter()
+    out = render_chunked(fields, rays.to(device), chunk=h.chunk, to_cpu=True, n_samples=h.N_samples,
+                         n_importance=h.N_importance, white_back=True, test_time=True)
+    seconds = time.perf_counter() - t0
+    return psnr(out["rgb"], rgbs).item(), len(rgbs) / seconds
 
 
 def worker(a):
@@ -96,7 +108,7 @@ def worker(a):
     h = get_opts(["--root_dir", a.root_dir, "--img_wh", *map(str, a.img_wh), *flags, "--max_steps", str(a.fast_steps)])
     train = BlenderDataset(a.root_dir, "train", tuple(a.img_wh))
     val = BlenderDataset(a.root_dir, "val", tuple(a.img_wh))
-    views = [val[i] for i in np.linspace(0, len(val) - 1, a.n_val).round().astype(int)]
+    eval_rays, eval_rgbs = held_out_rays(val, a.n_val, a.eval_rays)
     if h.fast:
         h.aabb = train.scene_aabb()
     fields = build_fields(h)
@@ -115,7 +127,7 @@ def worker(a):
     if a.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
-    points, clock, step, epoch = eval_times(a.budget_s), 0.0, 0, 0
+    points, clock, step, epoch = eval_times(a.budget_s, a.quick), 0.0, 0, 0
     batches = iter(sampler)
     while clock < a.budget_s and step < (a.fast_steps if h.fast else 10 ** 9):
         t0 = time.perf_counter()
@@ -146,7 +158,7 @@ def worker(a):
                 points.pop(0)
             for f in fields.values():
                 f.eval()
-            val_psnr, render_rps = evaluate(fields, h, views, device)
+            val_psnr, render_rps = evaluate(fields, h, eval_rays, eval_rgbs, device)
             for f in fields.values():
                 f.train()
             peak = (torch.cuda.max_memory_allocated() / 2 ** 20 if a.device == "cuda"

@@ -29,7 +29,8 @@ class _Gather(torch.autograd.Function):
     def backward(ctx, grad):
         (idx,) = ctx.saved_tensors
         grad_table = grad.new_zeros(ctx.n_rows, grad.shape[-1])
-        grad_table.index_add_(0, idx.reshape(-1), grad.reshape(-1, grad.shape[-1]))
+        # int64 indices: index_add_ takes a much slower path with int32 ones
+        grad_table.index_add_(0, idx.reshape(-1).long(), grad.reshape(-1, grad.shape[-1]))
         return grad_table, None
 
 
@@ -57,10 +58,18 @@ class HashEncoding(nn.Module):
             sizes.append(size)
             offsets.append(start)
             start += size
-        self.register_buffer("res", torch.tensor(res, dtype=torch.long), persistent=False)
+        dense = [(r + 1) ** 3 <= table for r in res]
+        assert dense == sorted(dense, reverse=True) and start < 2 ** 31  # dense levels first; int32 indices
+        self.n_dense = sum(dense)
+        self.register_buffer("res", torch.tensor(res, dtype=torch.float32), persistent=False)
+        self.register_buffer("stride", torch.tensor(res, dtype=torch.int32) + 1, persistent=False)
         self.register_buffer("sizes", torch.tensor(sizes, dtype=torch.long), persistent=False)
-        self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.long), persistent=False)
-        self.register_buffer("dense", torch.tensor([(r + 1) ** 3 <= table for r in res]), persistent=False)
+        self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.int32), persistent=False)
+        self.register_buffer("dense", torch.tensor(dense), persistent=False)
+        # the primes as wrapped int32 (2654435761 > 2^31): products keep the same low bits
+        self.register_buffer("primes", torch.tensor([p if p < 2 ** 31 else p - 2 ** 32 for p in PRIMES],
+                                                    dtype=torch.int32), persistent=False)
+        self.mask = table - 1
         # small uniform init, as in the paper: features start near zero
         self.table = nn.Parameter(torch.empty(start, n_features).uniform_(-1e-4, 1e-4))
 
@@ -70,24 +79,30 @@ class HashEncoding(nn.Module):
 
     @record_function("nerf/encoding")
     def forward(self, x):
+        N, L = x.shape[0], self.n_levels
         u = self.normalize(x)  # (N, 3)
         pos = u[:, None, :] * self.res[None, :, None]  # (N, L, 3)
-        cell = pos.floor().long().clamp(max=self.res[None, :, None] - 1)  # keeps u = 1 inside the last cell
+        cell = pos.floor().clamp(max=self.res[None, :, None] - 1)  # keeps u = 1 inside the last cell
         frac = pos - cell  # (N, L, 3)
-        # per axis, the two vertex coordinates of the cell: (N, L, 3, 2); corners are then built by
-        # broadcasting the three axes, (N, L, 2, 2, 2) -> (N, L, 8), never an (N, L, 8, 3) tensor
+        # Integer work in int32: half the memory traffic of int64, and the hash only needs the low
+        # bits, which wrapping int32 products keep. Per axis, the cell's two vertex coordinates
+        # (N, L, 3, 2); corners come from broadcasting the three axes, (N, L, 2, 2, 2) -> (N, L, 8).
+        cell = cell.to(torch.int32)
         v = torch.stack([cell, cell + 1], -1)
-        hx, hy, hz = (v[:, :, a] * PRIMES[a] for a in range(3))  # (N, L, 2) each
-        hashed = hx[..., :, None, None] ^ hy[..., None, :, None] ^ hz[..., None, None, :]
-        stride = (self.res + 1)[None, :, None]  # (1, L, 1)
-        dx, dy, dz = v[:, :, 0], v[:, :, 1] * stride, v[:, :, 2] * stride * stride
-        dense_idx = dx[..., :, None, None] + dy[..., None, :, None] + dz[..., None, None, :]
-        idx = torch.where(self.dense[None, :, None, None, None], dense_idx, hashed & (self.table_size - 1))
-        idx = idx.view(x.shape[0], self.n_levels, 8) + self.offsets[None, :, None]
+        k = self.n_dense  # levels 0..k-1 are dense, the finer ones hashed
+        parts = []
+        if k:
+            stride = self.stride[None, :k, None]  # (1, k, 1)
+            vx, vy, vz = v[:, :k, 0], v[:, :k, 1] * stride, v[:, :k, 2] * (stride * stride)
+            parts.append(vx[..., :, None, None] + vy[..., None, :, None] + vz[..., None, None, :])
+        if k < L:
+            hx, hy, hz = (v[:, k:, a] * self.primes[a] for a in range(3))  # (N, L - k, 2) each
+            parts.append((hx[..., :, None, None] ^ hy[..., None, :, None] ^ hz[..., None, None, :]) & self.mask)
+        idx = (parts[0] if len(parts) == 1 else torch.cat(parts, 1)).view(N, L, 8) + self.offsets[None, :, None]
         feats = _Gather.apply(self.table, idx)  # (N, L, 8, F)
 
         # trilinear weights: per axis (1 - f, f), multiplied across axes like the indices
         w = torch.stack([1 - frac, frac], -1)  # (N, L, 3, 2)
         w = w[:, :, 0, :, None, None] * w[:, :, 1, None, :, None] * w[:, :, 2, None, None, :]
-        out = (feats * w.reshape(x.shape[0], self.n_levels, 8, 1).to(feats.dtype)).sum(2)  # (N, L, F)
-        return out.reshape(x.shape[0], self.out_channels)
+        out = (feats * w.reshape(N, L, 8, 1).to(feats.dtype)).sum(2)  # (N, L, F)
+        return out.reshape(N, self.out_channels)

@@ -19,6 +19,7 @@ if ROOT not in sys.path:  # runnable as `python utils/save_weights_only.py` from
 
 import torch  # noqa: E402
 
+from opt import HelpFormatter  # noqa: E402
 from utils.checkpoint import FIELD_PREFIXES, WEIGHTS_FORMAT, load_checkpoint  # noqa: E402
 from utils.errors import UserError, cli_main  # noqa: E402
 
@@ -64,7 +65,7 @@ def weights_only(ckpt):
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--ckpt_path", type=str, required=True, help="training checkpoint (.ckpt)")
     parser.add_argument("--out", type=str, default=None,
                         help="output file (default: <checkpoint stem>_weights.pth beside the checkpoint)")
