@@ -50,12 +50,11 @@ class HashEncoding(nn.Module):
         growth = math.exp((math.log(max_res) - math.log(base_res)) / max(n_levels - 1, 1))
         table = 2 ** log2_size
         self.table_size = table
-        res, sizes, offsets, start = [], [], [], 0
+        res, offsets, start = [], [], 0
         for level in range(n_levels):
             r = int(math.floor(base_res * growth ** level))
             size = min(table, (r + 1) ** 3)
             res.append(r)
-            sizes.append(size)
             offsets.append(start)
             start += size
         dense = [(r + 1) ** 3 <= table for r in res]
@@ -63,13 +62,11 @@ class HashEncoding(nn.Module):
         self.n_dense = sum(dense)
         self.register_buffer("res", torch.tensor(res, dtype=torch.float32), persistent=False)
         self.register_buffer("stride", torch.tensor(res, dtype=torch.int32) + 1, persistent=False)
-        self.register_buffer("sizes", torch.tensor(sizes, dtype=torch.long), persistent=False)
         self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.int32), persistent=False)
         self.register_buffer("dense", torch.tensor(dense), persistent=False)
         # the primes as wrapped int32 (2654435761 > 2^31): products keep the same low bits
         self.register_buffer("primes", torch.tensor([p if p < 2 ** 31 else p - 2 ** 32 for p in PRIMES],
                                                     dtype=torch.int32), persistent=False)
-        self.mask = table - 1
         # small uniform init, as in the paper: features start near zero
         self.table = nn.Parameter(torch.empty(start, n_features).uniform_(-1e-4, 1e-4))
 
@@ -97,7 +94,7 @@ class HashEncoding(nn.Module):
             parts.append(vx[..., :, None, None] + vy[..., None, :, None] + vz[..., None, None, :])
         if k < L:
             hx, hy, hz = (v[:, k:, a] * self.primes[a] for a in range(3))  # (N, L - k, 2) each
-            parts.append((hx[..., :, None, None] ^ hy[..., None, :, None] ^ hz[..., None, None, :]) & self.mask)
+            parts.append((hx[..., :, None, None] ^ hy[..., None, :, None] ^ hz[..., None, None, :]) & (self.table_size - 1))
         idx = (parts[0] if len(parts) == 1 else torch.cat(parts, 1)).view(N, L, 8) + self.offsets[None, :, None]
         feats = _Gather.apply(self.table, idx)  # (N, L, 8, F)
 

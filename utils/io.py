@@ -153,7 +153,10 @@ def publish(out_dir):
     try:
         yield tmp
         manifest = os.path.join(out_dir, MANIFEST)
-        previous = json.load(open(manifest)) if os.path.isfile(manifest) else []
+        previous = []
+        if os.path.isfile(manifest):
+            with open(manifest) as f:
+                previous = json.load(f)
         entries = sorted(os.listdir(tmp))
         clash = [e for e in entries if os.path.lexists(os.path.join(out_dir, e)) and e not in previous]
         if clash:
