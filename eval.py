@@ -96,8 +96,8 @@ def load_views(h, ckpt):
         state = {k: (v.numpy() if torch.is_tensor(v) else v) for k, v in state.items()}
         (w0, h0), (w, hh) = state["img_wh"], h.img_wh
         K = np.array(state["K"], dtype=np.float32)
-        K[0] *= w / w0  # the path was stored at the training size: rescale to --img_wh
-        K[1] *= hh / h0
+        K[..., 0, :] *= w / w0  # the path was stored at the training size: rescale to --img_wh
+        K[..., 1, :] *= hh / h0
         return CameraPath.from_state({**state, "K": K, "img_wh": list(h.img_wh)})
     if not h.root_dir:
         raise UserError("--root_dir is required: the checkpoint does not name the scene it was trained on")

@@ -138,7 +138,7 @@ def colorize(fields, hp, ds, vertices, triangles, ranges, render_kwargs, device)
     idx = pick_views(len(ds.poses), hp.n_views)
     W, H = ds.img_wh
     images = ds.rgbs[idx].view(len(idx), H, W, 3)
-    colors, n_seen = fuse_view_colors(fields, vertices, normals, ds.poses[idx], images, ds.K, ds.near, render_kwargs,
+    colors, n_seen = fuse_view_colors(fields, vertices, normals, ds.poses[idx], images, ds.Ks[idx], ds.near, render_kwargs,
                                       hp.occ_threshold, margin, hp.chunk, device, triangles)
     unseen = float((n_seen == 0).mean())
     print(f"colours from {len(idx)} training views; {100 * unseen:.1f}% of vertices passed no view's occlusion "

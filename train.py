@@ -43,7 +43,7 @@ class NeRFSystem(pl.LightningModule):
     def __init__(self, hparams, train_dataset=None, val_dataset=None):
         super().__init__()
         self.save_hyperparameters(vars(hparams) if isinstance(hparams, Namespace) else dict(hparams))
-        fields = build_fields(self.hparams)
+        fields = build_fields(self.hparams, cameras=train_dataset)
         self.nerf_coarse = fields["coarse"]
         if "fine" in fields:
             self.nerf_fine = fields["fine"]
@@ -100,9 +100,6 @@ class NeRFSystem(pl.LightningModule):
     def on_fit_start(self):
         if self.hparams.get("fast"):
             self.train_dataset.to(self.device)
-            if not self.train_dataset.ndc:  # cells no training camera sees stay empty
-                ds = self.train_dataset
-                self.occupancy.mark_invisible(ds.K, ds.poses, ds.img_wh, near=ds.near)
 
     def on_train_start(self):
         # resumed part-way through an epoch: skip the batches this epoch already used, so the data

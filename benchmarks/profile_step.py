@@ -64,12 +64,14 @@ def main():
     device = torch.device(a.device)
     flags = (FAST_CPU if a.device == "cpu" else FAST_GPU) if a.fast else VANILLA
     h = get_opts(["--root_dir", a.root_dir, "--img_wh", *map(str, a.img_wh), *flags])
-    train = BlenderDataset(a.root_dir, "train", tuple(a.img_wh)).to(device)
+    train = BlenderDataset(a.root_dir, "train", tuple(a.img_wh))
     if h.fast:
         h.aabb = train.scene_aabb()
-    fields = build_fields(h)
+        torch.set_float32_matmul_precision("high")  # TF32 on GPUs, as train.py
+    fields = build_fields(h, cameras=train)
     for f in fields.values():
         f.to(device)
+    train.to(device)
     opt = get_optimizer(h, list(fields.values()))
     batches = iter(RayBatchSampler(train.n_rays, h.batch_size))
     kw = dict(n_samples=h.N_samples, n_importance=h.N_importance, perturb=1.0, white_back=True)

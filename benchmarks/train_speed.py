@@ -111,13 +111,12 @@ def worker(a):
     eval_rays, eval_rgbs = held_out_rays(val, a.n_val, a.eval_rays)
     if h.fast:
         h.aabb = train.scene_aabb()
-    fields = build_fields(h)
+    fields = build_fields(h, cameras=train)
     for f in fields.values():
         f.to(device)
     train.to(device)
     if h.fast:
-        fields["occupancy"].mark_invisible(train.K, train.poses, train.img_wh, near=train.near)
-        torch.set_float32_matmul_precision("high")
+        torch.set_float32_matmul_precision("high")  # TF32 on GPUs, as train.py
     opt = get_optimizer(h, list(fields.values()))
     sched = get_scheduler(h, opt) if h.fast else None  # vanilla: the seed's first epochs run at a constant lr
     loss_fn = MSELoss()

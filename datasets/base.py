@@ -14,7 +14,9 @@ class BaseDataset(Dataset):
 
     A format reader subclasses this and implements ``read_meta(split)``, which must set
 
-    - ``self.K``: ``(3, 3)`` intrinsics at ``img_wh`` resolution;
+    - ``self.K``: ``(3, 3)`` intrinsics at ``img_wh`` resolution, or ``(N_images, 3, 3)`` when the
+      images come from cameras with different intrinsics (``self.K`` then becomes their mean, a
+      reference camera for NDC and render paths, and ``self.Ks`` keeps one per image);
     - ``self.poses``: ``(N_images, 3, 4)`` float32 camera-to-world, in the convention of
       ``datasets.ray_utils`` (x right, y up, looking along -z);
     - ``self.rgbs``: ``(N_images, H*W, 3)`` float32 in [0, 1], or None when the split has no
@@ -39,7 +41,15 @@ class BaseDataset(Dataset):
         self.read_meta(split, **kwargs)
         W, H = self.img_wh
         self.poses = torch.as_tensor(np.asarray(self.poses), dtype=torch.float32)
-        self.directions = get_ray_directions(H, W, self.K).view(-1, 3)  # (H*W, 3)
+        K = np.asarray(self.K, dtype=np.float32)
+        if K.ndim == 3 and np.allclose(K, K[:1], rtol=1e-6, atol=0):
+            K = K[0]  # one shared camera after all
+        if K.ndim == 3:  # a camera per image: a direction per pixel of each image (N_images, H*W, 3)
+            self.Ks, self.K = K, K.mean(0)
+            self.directions = torch.stack([get_ray_directions(H, W, k).view(-1, 3) for k in K])
+        else:
+            self.K, self.Ks = K, np.repeat(K[None], len(self.poses), 0)  # Ks: (N_images, 3, 3)
+            self.directions = get_ray_directions(H, W, K).view(-1, 3)  # (H*W, 3)
         if self.rgbs is not None:
             self.rgbs = torch.as_tensor(np.asarray(self.rgbs), dtype=torch.float32).view(len(self.poses), H * W, 3)
 
@@ -72,7 +82,8 @@ class BaseDataset(Dataset):
 
     def camera_state(self):
         """The cameras as plain arrays (no images): ``CameraPath.from_state`` rebuilds them."""
-        return dict(K=np.asarray(self.K, dtype=np.float32), img_wh=list(self.img_wh),
+        K = self.Ks if self.directions.dim() == 3 else self.K
+        return dict(K=np.array(K, dtype=np.float32), img_wh=list(self.img_wh),
                     poses=self.poses.numpy(), near=float(self.near), far=float(self.far),
                     ndc=bool(self.ndc), white_back=bool(self.white_back), image_names=self.image_names)
 
@@ -91,7 +102,10 @@ class BaseDataset(Dataset):
         Returns:
             ``Rays`` of N_rays (H*W for a whole image).
         """
-        dirs = self.directions if pix_idx is None else self.directions[pix_idx]  # (N_rays, 3)
+        if self.directions.dim() == 3:  # a camera per image
+            dirs = self.directions[img_idx] if pix_idx is None else self.directions[img_idx, pix_idx]
+        else:
+            dirs = self.directions if pix_idx is None else self.directions[pix_idx]  # (N_rays, 3)
         c2w = self.poses[img_idx]  # (3, 4) or (N_rays, 3, 4)
         rays_o, rays_d = get_rays(dirs, c2w)
         if self.ndc:

@@ -7,7 +7,7 @@ import numpy as np
 from tqdm import tqdm
 
 from datasets.base import BaseDataset
-from datasets.image_utils import read_image
+from datasets.image_utils import check_img_wh, read_image
 from utils.errors import UserError
 
 
@@ -16,7 +16,7 @@ def _image_path(root_dir, file_path):
     path = os.path.normpath(os.path.join(root_dir, file_path))
     if os.path.isfile(path):
         return path
-    for ext in (".png", ".PNG", ".jpg", ".JPG", ".jpeg"):
+    for ext in (".png", ".PNG", ".jpg", ".JPG", ".jpeg", ".JPEG"):
         if os.path.isfile(path + ext):
             return path + ext
     return path + ".png"  # read_image reports it as missing
@@ -36,6 +36,11 @@ class BlenderDataset(BaseDataset):
     def read_meta(self, split, white_back=True, near=2.0, far=6.0, **_):
         self.white_back = white_back
         meta_path = os.path.join(self.root_dir, f"transforms_{split}.json")
+        test_path = os.path.join(self.root_dir, "transforms_test.json")
+        if split == "val" and not os.path.isfile(meta_path) and os.path.isfile(test_path):
+            # some exporters (e.g. the BlenderNeRF add-on) write only train and test
+            print(f"note: {self.root_dir} has no transforms_val.json: validating on the test views")
+            meta_path = test_path
         if not os.path.isfile(meta_path):
             raise UserError(f"{meta_path} not found: is --root_dir a Blender scene with a '{split}' split?")
         try:
@@ -79,5 +84,6 @@ class BlenderDataset(BaseDataset):
             cx0, cy0 = W0 / 2, H0 / 2
         else:
             raise UserError("transforms json has neither 'camera_angle_x' nor 'fl_x': cannot tell the focal length")
+        check_img_wh((W, H), (int(round(W0)), int(round(H0))))
         sx, sy = W / W0, H / H0
         return np.array([[fx0 * sx, 0, cx0 * sx], [0, fy0 * sy, cy0 * sy], [0, 0, 1]], dtype=np.float32)

@@ -19,24 +19,25 @@ from tqdm import tqdm
 
 from datasets.base import BaseDataset
 from datasets.colmap import camera_intrinsics, model_to_poses_bounds, read_model
-from datasets.image_utils import list_images, read_image
+from datasets.image_utils import check_img_wh, list_images, read_image, same_aspect
 from datasets.ray_utils import (center_poses, create_spheric_poses, create_spiral_poses, focus_depth_from_bounds,
                                 orbit_of_cameras)
 from utils.errors import UserError
 
 SPLITS = ("train", "val", "test", "path")
 NEAR_MARGIN = 0.75  # the nearest bound becomes 1 / NEAR_MARGIN after scaling
-ASPECT_TOLERANCE = 0.01
 
 # poses: (N, 3, 4) in LLFF's axis order [down, right, back | centre]; bounds: (N, 2) near/far
-# depths; intrinsics: (fx, fy, cx, cy) in pixels of an image of size (W, H) = size; paths: N files
+# depths; intrinsics: (N, 4) fx, fy, cx, cy per image, in pixels of an image of size (W, H) = size;
+# paths: N files
 Capture = namedtuple("Capture", "poses bounds intrinsics size paths source")
 
 
 def read_poses_bounds(root_dir):
     """A capture from ``poses_bounds.npy`` (N x 17) and the N images of ``images/`` sorted by name.
 
-    The principal point is taken at the image centre (the LLFF format stores only H, W, f).
+    Each row's own focal length is used (rows differ when COLMAP estimated a camera per photo);
+    the principal point is taken at the image centre (the LLFF format stores only H, W, f).
     """
     path = os.path.join(root_dir, "poses_bounds.npy")
     try:
@@ -54,67 +55,88 @@ def read_poses_bounds(root_dir):
                         "they must match one to one (images sorted by name); recompute the poses with "
                         f"`python imgs2poses.py {root_dir} --overwrite`")
     poses = arr[:, :15].reshape(-1, 3, 5)  # (N, 3, 5): [down, right, back, centre, hwf]
-    H, W, f = poses[0, :, 4]
-    return Capture(poses[:, :, :4], arr[:, 15:17].copy(), (f, f, W / 2, H / 2), (W, H), paths, "poses_bounds.npy")
+    H, W = poses[0, :2, 4]
+    f = poses[:, 2, 4]  # (N,)
+    intrinsics = np.stack([f, f, np.full_like(f, W / 2), np.full_like(f, H / 2)], -1)  # (N, 4)
+    return Capture(poses[:, :, :4], arr[:, 15:17].copy(), intrinsics, (W, H), paths, "poses_bounds.npy")
 
 
 def read_colmap_capture(root_dir):
     """A capture from the COLMAP model in ``sparse/0`` (binary or text): its registered images only.
 
-    Intrinsics: fx, fy, cx, cy of the camera model (distortion coefficients are ignored); when
-    images use several cameras of one size, their mean. Images of ``images/`` that the model
-    does not contain are skipped with a warning.
+    Intrinsics: fx, fy, cx, cy of each image's camera (distortion coefficients are ignored).
+    Images of ``images/`` that the model does not contain are skipped with a warning.
+    ``colmap image_undistorter`` writes its model straight into ``sparse/``: that works too.
     """
-    cameras, images, points = read_model(os.path.join(root_dir, "sparse", "0"))
+    model_dir = colmap_model_dir(root_dir)
+    where = os.path.relpath(model_dir, root_dir)
+    cameras, images, points = read_model(model_dir)
     poses_bounds, names = model_to_poses_bounds(cameras, images, points)
     images_dir = os.path.join(root_dir, "images")
     paths = [os.path.join(images_dir, n) for n in names]
     missing = [n for n, p in zip(names, paths) if not os.path.isfile(p)]
     if missing:
-        raise UserError(f"{len(missing)} images of sparse/0 are missing from {images_dir} (e.g. {missing[0]})")
+        raise UserError(f"{len(missing)} images of {where} are missing from {images_dir} (e.g. {missing[0]})")
     extra = sorted(set(os.path.relpath(p, images_dir) for p in list_images(images_dir)) - set(names))
     if extra:
-        print(f"warning: {len(extra)} images are not registered in sparse/0 and are skipped: {', '.join(extra[:5])}"
+        print(f"warning: {len(extra)} images are not registered in {where} and are skipped: {', '.join(extra[:5])}"
               + (" ..." if len(extra) > 5 else ""))
     used = [cameras[cid] for cid in sorted({im.camera_id for im in images.values()})]
     if len({(c.width, c.height) for c in used}) > 1:
-        raise UserError("the images of sparse/0 have cameras of different sizes: use photos of one size")
-    intr = np.mean([camera_intrinsics(c) for c in used], 0)  # (4,) fx, fy, cx, cy
+        raise UserError(f"the images of {where} have cameras of different sizes: use photos of one size")
+    camera_of = {im.name: cameras[im.camera_id] for im in images.values()}
+    intr = np.array([camera_intrinsics(camera_of[n]) for n in names], dtype=np.float64)  # (N, 4)
     poses = poses_bounds[:, :15].reshape(-1, 3, 5)[:, :, :4]
-    return Capture(poses, poses_bounds[:, 15:17].copy(), tuple(intr), (used[0].width, used[0].height), paths,
-                   "sparse/0")
+    return Capture(poses, poses_bounds[:, 15:17].copy(), intr, (used[0].width, used[0].height), paths, where)
+
+
+def colmap_model_dir(root_dir):
+    """``sparse/0`` (what COLMAP's mapper writes), else ``sparse`` itself when it holds a model
+    (what ``colmap image_undistorter`` writes); None when there is neither."""
+    sparse = os.path.join(root_dir, "sparse")
+    if os.path.isdir(os.path.join(sparse, "0")):
+        return os.path.join(sparse, "0")
+    if any(os.path.isfile(os.path.join(sparse, f"cameras{ext}")) for ext in (".bin", ".txt")):
+        return sparse
+    return None
 
 
 def read_capture(root_dir):
-    """``poses_bounds.npy`` if present, else ``sparse/0``; UserError when neither exists."""
+    """``poses_bounds.npy`` if present, else the COLMAP model; UserError when neither exists."""
     if os.path.isfile(os.path.join(root_dir, "poses_bounds.npy")):
         return read_poses_bounds(root_dir)
-    if os.path.isdir(os.path.join(root_dir, "sparse", "0")):
+    if colmap_model_dir(root_dir):
         return read_colmap_capture(root_dir)
     raise UserError(f"{root_dir} has neither poses_bounds.npy nor a COLMAP model in sparse/0: "
                     f"compute the camera poses from its images/ with `python imgs2poses.py {root_dir}`")
 
 
 def scaled_intrinsics(capture, img_wh):
-    """``(3, 3)`` K at ``img_wh``, after checking that ``img_wh`` keeps the photos' aspect ratio."""
+    """``(N, 3, 3)`` K per image at ``img_wh``, after checking that ``img_wh`` keeps the photos' aspect ratio."""
     W, H = img_wh
-    try:
-        with Image.open(capture.paths[0]) as im:
-            w0, h0 = im.size  # raw pixels, no EXIF rotation (as COLMAP and read_image see them)
-    except OSError:
-        raise UserError(f"cannot read image (corrupt or not an image): {capture.paths[0]}") from None
+    sizes = {}
+    for path in capture.paths:  # headers only: cheap even for hundreds of photos
+        try:
+            with Image.open(path) as im:
+                sizes.setdefault(im.size, path)  # raw pixels, no EXIF rotation (as COLMAP and read_image see them)
+        except OSError:
+            raise UserError(f"cannot read image (corrupt or not an image): {path}") from None
+    if len(sizes) > 1:
+        (s0, p0), (s1, p1) = list(sizes.items())[:2]
+        raise UserError(f"the photos differ in size ({os.path.basename(p0)} is {s0[0]}x{s0[1]}, "
+                        f"{os.path.basename(p1)} is {s1[0]}x{s1[1]}): use photos of one size and orientation")
+    w0, h0 = next(iter(sizes))
     cw, ch = capture.size
-    if abs((w0 / h0) / (cw / ch) - 1) > ASPECT_TOLERANCE:
+    if not same_aspect((w0, h0), (cw, ch)):
         raise UserError(f"the images are {w0}x{h0} but the poses ({capture.source}) were computed for "
                         f"{cw:.0f}x{ch:.0f} images: recompute them with "
                         f"`python imgs2poses.py {os.path.dirname(os.path.dirname(capture.paths[0]))} --overwrite`")
-    if abs((W / H) / (w0 / h0) - 1) > ASPECT_TOLERANCE:
-        suggest = max(1, round(W * h0 / w0))
-        raise UserError(f"--img_wh {W} {H} does not keep the aspect ratio of the {w0}x{h0} images: "
-                        f"use --img_wh {W} {suggest} (width height)")
-    fx, fy, cx, cy = capture.intrinsics
+    check_img_wh((W, H), (w0, h0))
+    fx, fy, cx, cy = np.asarray(capture.intrinsics, dtype=np.float64).T  # (N,) each
     sx, sy = W / cw, H / ch
-    return np.array([[fx * sx, 0, cx * sx], [0, fy * sy, cy * sy], [0, 0, 1]], dtype=np.float32)
+    K = np.zeros((len(fx), 3, 3), dtype=np.float32)
+    K[:, 0, 0], K[:, 0, 2], K[:, 1, 1], K[:, 1, 2], K[:, 2, 2] = fx * sx, cx * sx, fy * sy, cy * sy, 1
+    return K
 
 
 def split_indices(n_images, split, holdout):
@@ -151,7 +173,7 @@ class LLFFDataset(BaseDataset):
         capture = read_capture(self.root_dir)
         self.white_back = bool(white_back)
         self.spheric = bool(spheric_poses)
-        self.K = scaled_intrinsics(capture, self.img_wh)
+        K = scaled_intrinsics(capture, self.img_wh)  # (N, 3, 3): BaseDataset keeps one when all agree
 
         # LLFF [down, right, back] -> ours [right, up, back]
         llff = capture.poses
@@ -169,11 +191,12 @@ class LLFFDataset(BaseDataset):
         else:
             self.ndc, self.near, self.far = True, 0.0, 1.0
 
-        if split == "path":
+        if split == "path":  # the mean camera
             self.poses, self.rgbs = self.render_path(poses, bounds).astype(np.float32), None
+            self.K = K.mean(0)
             return
         idx = split_indices(len(poses), split, holdout)
-        self.poses = poses[idx].astype(np.float32)
+        self.poses, self.K = poses[idx].astype(np.float32), K[idx]
         paths = [capture.paths[i] for i in idx]
         self.image_names = [os.path.relpath(p, self.root_dir) for p in paths]
         self.rgbs = np.stack([read_image(p, self.img_wh, self.white_back)

@@ -6,12 +6,14 @@ from models.ngp import NGPField
 from models.occupancy import OccupancyGrid
 
 
-def build_fields(hparams):
+def build_fields(hparams, cameras=None):
     """What the renderer needs, as the flags describe it (``hparams``: namespace or dict).
 
     Vanilla (the seed's NeRF): ``{"coarse": NeRF, "fine": NeRF}``, without ``"fine"`` when
     ``N_importance == 0``. Fast path (``--fast``, ``aabb`` set): ``{"coarse": NGPField,
     "occupancy": OccupancyGrid}``; ``models.rendering.render_rays`` then marches rays through the grid.
+    ``cameras`` (the training dataset, fast path only): grid cells no training camera sees start
+    (and stay) empty; leave it out when the grid comes from a checkpoint.
     """
     get = hparams.get if isinstance(hparams, dict) else lambda k, d=None: getattr(hparams, k, d)
     if get("fast", False):
@@ -22,7 +24,10 @@ def build_fields(hparams):
         step = math.dist(lo, hi) / get("march_steps", 1024)
         field = NGPField([lo, hi], n_levels=get("hash_levels", 16), log2_size=get("hash_log2_size", 19),
                          max_res=get("hash_max_res", 2048))
-        return {"coarse": field, "occupancy": OccupancyGrid([lo, hi], get("grid_resolution", 128), step)}
+        grid = OccupancyGrid([lo, hi], get("grid_resolution", 128), step)
+        if cameras is not None and not cameras.ndc:  # NDC: every cell is in some camera's frustum
+            grid.mark_invisible(cameras.Ks, cameras.poses.cpu(), cameras.img_wh, near=cameras.near)
+        return {"coarse": field, "occupancy": grid}
     kwargs = dict(depth=get("net_depth", 8), width=get("net_width", 256),
                   n_freqs_xyz=get("N_emb_xyz", 10), n_freqs_dir=get("N_emb_dir", 4))
     fields = {"coarse": NeRF(**kwargs)}

@@ -5,6 +5,7 @@ opacity a ray step would pick up there (``sigma * step_size``, a cheap proxy for
 above ``min(mean, threshold)`` are occupied; ray marching only evaluates samples in occupied
 cells. Cells that no training camera sees are never occupied. Pure PyTorch, CPU or GPU.
 """
+import numpy as np
 import torch
 from torch import nn
 
@@ -57,10 +58,12 @@ class OccupancyGrid(nn.Module):
         Measured on a grid of at most ``max_res`` cells per side (each fine cell takes the verdict
         of the coarse cell it lies in), with a margin of half a coarse cell, so it stays cheap.
 
-        Args: K ``(3, 3)``, poses ``(N_images, 3, 4)`` camera-to-world (OpenGL convention), img_wh (W, H).
+        Args: K ``(3, 3)`` or one per image ``(N_images, 3, 3)``, poses ``(N_images, 3, 4)``
+            camera-to-world (OpenGL convention), img_wh (W, H).
         """
         dev = self.aabb.device
-        K, poses = torch.as_tensor(K, dtype=torch.float32, device=dev), torch.as_tensor(poses, dtype=torch.float32, device=dev)
+        poses = torch.as_tensor(poses, dtype=torch.float32, device=dev)
+        Ks = torch.as_tensor(np.asarray(K), dtype=torch.float32, device=dev).expand(len(poses), 3, 3)
         W, H = img_wh
         R = self.resolution
         r = next(c for c in range(min(R, max_res), 0, -1) if R % c == 0)  # a divisor of R
@@ -69,7 +72,7 @@ class OccupancyGrid(nn.Module):
         centres = self.aabb[0] + (ijk + 0.5) * size  # (r^3, 3)
         margin = 0.5 * size.norm()
         seen = torch.zeros(len(centres), dtype=torch.bool, device=dev)
-        for c2w in poses:  # one camera at a time: memory stays O(r^3)
+        for c2w, K in zip(poses, Ks):  # one camera at a time: memory stays O(r^3)
             cam = (centres - c2w[:, 3]) @ c2w[:, :3]  # world -> camera: R^T (x - t)
             z = -cam[:, 2]  # the camera looks along -z
             zc = z.clamp(min=1e-6)

@@ -49,11 +49,23 @@ def test_train_split_batches_cover_every_ray_once(demo_dir):
 
 
 def test_any_resolution_scales_the_intrinsics(demo_dir):
-    # the demo images are 32x32; resizing to 24x16 scales fx by 24/32 and fy by 16/32
-    ds = BlenderDataset(str(demo_dir), "val", img_wh=(24, 16))
-    assert ds[0]["rgbs"].shape == (24 * 16, 3)
+    # the demo images are 32x32; resizing to 24x24 scales the focal length and centre by 24/32
+    ds = BlenderDataset(str(demo_dir), "val", img_wh=(24, 24))
+    assert ds[0]["rgbs"].shape == (24 * 24, 3)
     f0 = 0.5 * 32 / np.tan(0.5 * json.load(open(demo_dir / "transforms_val.json"))["camera_angle_x"])
-    assert np.allclose([ds.K[0, 0], ds.K[1, 1], ds.K[0, 2], ds.K[1, 2]], [f0 * 24 / 32, f0 * 16 / 32, 12, 8])
+    assert np.allclose([ds.K[0, 0], ds.K[1, 1], ds.K[0, 2], ds.K[1, 2]], [f0 * 24 / 32, f0 * 24 / 32, 12, 12])
+    # a size that would stretch the images is refused, naming one that keeps their aspect
+    with pytest.raises(UserError, match=r"aspect ratio of the 32x32 images: use --img_wh 24 24"):
+        BlenderDataset(str(demo_dir), "val", img_wh=(24, 16))
+
+
+def test_scene_without_a_val_split_validates_on_test(demo_dir, tmp_path, capsys):
+    scene = tmp_path / "scene"
+    shutil.copytree(demo_dir, scene)
+    (scene / "transforms_val.json").unlink()
+    val = BlenderDataset(str(scene), "val", img_wh=(8, 8))
+    assert "validating on the test views" in capsys.readouterr().out
+    assert val.image_names == BlenderDataset(str(scene), "test", img_wh=(8, 8)).image_names
 
 
 def test_missing_and_corrupt_inputs(demo_dir, tmp_path):

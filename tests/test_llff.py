@@ -5,6 +5,7 @@ cameras (conventions, centring, scaling and intrinsics all at once); the spiral 
 against LLFF's formulas written out by hand; bad scenes fail through train.py as a user sees it.
 """
 import os
+import re
 import shutil
 
 import cv2
@@ -14,6 +15,7 @@ import torch
 
 from conftest import TINY, run_script
 from datasets.colmap import read_model
+from datasets.image_utils import check_img_wh
 from datasets.llff import LLFFDataset
 from datasets.ray_utils import orbit_of_cameras
 from utils.errors import UserError
@@ -132,6 +134,65 @@ def test_sparse_model_without_poses_bounds(beer_dir, tmp_path):
 def test_aspect_ratio_mismatch_names_the_size_to_use(beer_dir):
     with pytest.raises(UserError, match=r"--img_wh 64 114"):
         beer(beer_dir, "val", wh=(64, 64))
+
+
+@pytest.mark.parametrize("image_wh", [(1280, 720), (720, 1280), (4032, 3024), (1281, 721), (800, 800)])
+def test_the_suggested_size_is_accepted(image_wh):
+    """Whatever width is asked for, the size the error names passes the check itself."""
+    for W in range(1, 400):
+        H = W + 7  # a wrong aspect for all of these images
+        try:
+            check_img_wh((W, H), image_wh)
+            continue
+        except UserError as err:
+            w, h = map(int, re.search(r"use --img_wh (\d+) (\d+)", str(err)).groups())
+        check_img_wh((w, h), image_wh)  # raises if the suggestion is itself refused
+        assert abs(w - W) <= max(40, W // 4), (W, w, h)  # and it stays near the width asked for
+
+
+def test_cameras_with_different_intrinsics(tmp_path):
+    """COLMAP's default (a camera per photo): each image keeps its own focal length."""
+    write_forward_facing(tmp_path)
+    pb = np.load(tmp_path / "poses_bounds.npy")
+    pb[:, 14] = 14.0 * (1 + 0.1 * np.arange(len(pb)))  # hwf: f of each row
+    np.save(tmp_path / "poses_bounds.npy", pb)
+    (tmp_path / "images" / "._000.png").write_bytes(b"\0\5\26\7")  # macOS metadata, not a photo
+    val = LLFFDataset(str(tmp_path), split="val", img_wh=(32, 24), holdout=4)  # views 0, 4, 8
+    np.testing.assert_allclose(val.Ks[:, 0, 0], 2 * 14.0 * np.array([1.0, 1.4, 1.8]), rtol=1e-6)
+    # the rays of each view: camera-frame directions with that view's focal length
+    assert val.directions.shape == (3, 32 * 24, 3)
+    for k in range(3):  # the top-left pixel's centre is 15.5 px left of and 11.5 px above the image centre
+        assert torch.allclose(val.directions[k, 0, :2].abs(), torch.tensor([15.5, 11.5]) / float(val.Ks[k, 0, 0]))
+    # batches of random training rays pick the direction of their own image
+    train = LLFFDataset(str(tmp_path), split="train", img_wh=(32, 24), holdout=4)
+    idx = torch.arange(0, train.n_rays, 37)
+    per_ray = train[idx]["rays"]
+    for j in (0, 5, 11):
+        img, pix = int(idx[j]) // (32 * 24), int(idx[j]) % (32 * 24)
+        whole = train.rays(img)
+        assert torch.allclose(per_ray.directions[j], whole.directions[pix])
+    assert not torch.allclose(train.rays(0).directions, train.rays(1).directions)
+    # a render path uses the mean camera
+    path = LLFFDataset(str(tmp_path), split="path", img_wh=(32, 24), holdout=4)
+    assert path.K.shape == (3, 3) and path.directions.dim() == 2
+    assert float(path.K[0, 0]) == pytest.approx(2 * 14.0 * 1.4, rel=1e-5)
+
+
+def test_undistorted_model_in_sparse(beer_dir, tmp_path):
+    """``colmap image_undistorter`` writes the model into sparse/ itself (no 0/)."""
+    os.symlink(beer_dir / "images", tmp_path / "images")
+    os.makedirs(tmp_path / "sparse")
+    for f in os.listdir(beer_dir / "sparse" / "0"):
+        shutil.copy(beer_dir / "sparse" / "0" / f, tmp_path / "sparse" / f)
+    from_model, from_npy = beer(tmp_path, "val"), beer(beer_dir, "val")
+    torch.testing.assert_close(from_model.poses, from_npy.poses, atol=1e-5, rtol=0)
+
+
+def test_photos_of_different_sizes_are_refused(tmp_path):
+    write_forward_facing(tmp_path)
+    cv2.imwrite(str(tmp_path / "images" / "004.png"), np.zeros((16, 12, 3), np.uint8))  # one portrait photo
+    with pytest.raises(UserError, match=r"differ in size \(000.png is 16x12, 004.png is 12x16\)"):
+        LLFFDataset(str(tmp_path), split="train", img_wh=(16, 12))
 
 
 # ---------------------------------------------------------------- a forward-facing scene

@@ -134,7 +134,8 @@ def fuse_view_colors(fields, vertices, normals, poses, images, K, near, render_k
     Args:
         fields: dict of radiance fields (as for ``render_rays``), on ``device``.
         vertices: ``(V, 3)``; normals: ``(V, 3)`` outward unit normals, or None (all views weigh 1).
-        poses: ``(N_views, 3, 4)`` c2w; images: ``(N_views, H, W, 3)`` in [0, 1]; K: ``(3, 3)``.
+        poses: ``(N_views, 3, 4)`` c2w; images: ``(N_views, H, W, 3)`` in [0, 1]; K: ``(3, 3)``,
+            or ``(N_views, 3, 3)`` for views with different intrinsics.
         near: start of the visibility rays; render_kwargs: for ``render_rays`` (n_samples, ...).
         occ_threshold: a view counts when the opacity in front of the vertex is below this.
         margin: float or ``(V,)``: the visibility ray stops this far (scene units) from the
@@ -150,8 +151,8 @@ def fuse_view_colors(fields, vertices, normals, poses, images, K, near, render_k
     """
     pts = torch.as_tensor(np.asarray(vertices), dtype=torch.float32, device=device)
     nrm = None if normals is None else torch.as_tensor(np.asarray(normals), dtype=torch.float32, device=device)
-    K = torch.as_tensor(np.asarray(K), dtype=torch.float32, device=device)
     poses = torch.as_tensor(np.asarray(poses), dtype=torch.float32)
+    Ks = torch.as_tensor(np.asarray(K), dtype=torch.float32, device=device).expand(len(poses), 3, 3)
     margin = torch.as_tensor(np.broadcast_to(np.asarray(margin, dtype=np.float32), (len(pts),)).copy(),
                              device=device)
     color_sum = torch.zeros(len(pts), 3, device=device)
@@ -162,7 +163,7 @@ def fuse_view_colors(fields, vertices, normals, poses, images, K, near, render_k
     for i in tqdm(range(len(poses)), desc="colouring from views", leave=False, disable=not progress):
         c2w, image = poses[i].to(device), torch.as_tensor(images[i], dtype=torch.float32, device=device)
         H, W = image.shape[:2]
-        uv, depth, dist = project_points(pts, c2w, K)
+        uv, depth, dist = project_points(pts, c2w, Ks[i])
         weight = torch.ones_like(depth)
         if nrm is not None:
             weight = ((c2w[:, 3] - pts) * nrm).sum(-1) / dist.clamp(min=1e-8)  # cos(normal, to camera)
