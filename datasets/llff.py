@@ -79,7 +79,8 @@ def read_colmap_capture(root_dir):
         raise UserError(f"{len(missing)} images of {where} are missing from {images_dir} (e.g. {missing[0]})")
     extra = sorted(set(os.path.relpath(p, images_dir) for p in list_images(images_dir)) - set(names))
     if extra:
-        print(f"warning: {len(extra)} images are not registered in {where} and are skipped: {', '.join(extra[:5])}"
+        are = "image is" if len(extra) == 1 else "images are"
+        print(f"warning: {len(extra)} {are} not registered in {where} and skipped: {', '.join(extra[:5])}"
               + (" ..." if len(extra) > 5 else ""))
     used = [cameras[cid] for cid in sorted({im.camera_id for im in images.values()})]
     if len({(c.width, c.height) for c in used}) > 1:

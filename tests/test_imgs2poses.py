@@ -99,12 +99,13 @@ def test_written_model_is_consistent_at_full_resolution(beer_subset):
     assert len(ds.poses) == 6
 
 
-def bad_run(scene, *args):
+def bad_run(scene, *args, fresh=True):
     proc = run_script("imgs2poses.py", scene, *args, check=False, timeout=600)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1, proc.stderr[-2000:]
-    assert not (scene / "sparse").exists() and not (scene / "poses_bounds.npy").exists()
+    if fresh:  # nothing written
+        assert not (scene / "sparse").exists() and not (scene / "poses_bounds.npy").exists()
     assert not [p for p in os.listdir(scene) if p.startswith(".imgs2poses")]
     return lines[0]
 
@@ -131,12 +132,24 @@ def test_existing_outputs_need_overwrite(beer_subset):
 
 
 def test_unregistered_images_are_named(beer_dir, tmp_path):
-    """Five overlapping photos and one of noise: the noise cannot register, and nothing is written."""
+    """Five overlapping photos and one of noise: the noise cannot register; it is named and skipped
+    (sparse/0 only, which the loader reads). With three of noise, too few register: nothing is written."""
     scene = tmp_path / "scene"
     os.makedirs(scene / "images")
     for name in SUBSET[:5]:
         shutil.copy(beer_dir / "images" / name, scene / "images" / name)
-    noise = np.random.default_rng(0).integers(0, 255, (1280, 720, 3), dtype=np.uint8)
-    cv2.imwrite(str(scene / "images" / "zz_noise.jpg"), noise)
-    line = bad_run(scene, "--downscale", 2)
-    assert "not registered" in line and "zz_noise.jpg" in line
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(scene / "images" / "zz_noise.jpg"), rng.integers(0, 255, (1280, 720, 3), dtype=np.uint8))
+    (scene / "poses_bounds.npy").write_bytes(b"stale")  # from an earlier run: must not shadow the new model
+    proc = run_script("imgs2poses.py", scene, "--downscale", 2, "--overwrite")
+    assert "did not register and will be skipped: zz_noise.jpg" in proc.stdout
+    assert not (scene / "poses_bounds.npy").exists()
+    ds = LLFFDataset(str(scene), split="train", img_wh=(36, 64), spheric_poses=True, holdout=0)
+    assert ds.image_names == [f"images/{n}" for n in SUBSET[:5]]
+
+    model = (scene / "sparse" / "0" / "images.bin").read_bytes()
+    for k in (1, 2):
+        cv2.imwrite(str(scene / "images" / f"zz_noise{k}.jpg"), rng.integers(0, 255, (1280, 720, 3), dtype=np.uint8))
+    line = bad_run(scene, "--downscale", 2, "--overwrite", fresh=False)
+    assert "only 5 of 8 images registered" in line and "zz_noise1.jpg" in line
+    assert (scene / "sparse" / "0" / "images.bin").read_bytes() == model  # untouched

@@ -23,6 +23,7 @@ from utils.errors import UserError
 
 EXHAUSTIVE_MAX_IMAGES = 40  # "auto" matcher: all pairs up to this many images, neighbours beyond
 SEQUENTIAL_OVERLAP = 10  # each image is matched with this many neighbours by name order
+MIN_REGISTERED = 0.8  # below this share of registered photos the run fails; above, the rest are skipped
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
 DEFAULT_PEAK_THRESHOLD = 0.02 / 3  # SIFT's default (0.02 / octave_resolution)
 
@@ -159,8 +160,9 @@ def imgs2poses(scene_dir, matcher="auto", downscale=1.0, overwrite=False, camera
         camera_model, single_camera: COLMAP camera model, and one camera shared by all photos.
         seed: random seed of the mapper (runs are repeatable).
     Returns:
-        ``poses_bounds`` ``(N_images, 17)``. Raises UserError (leaving the scene untouched) for
-        bad input and when not every image registers.
+        ``poses_bounds`` ``(N_registered, 17)``. Raises UserError (leaving the scene untouched)
+        for bad input and when fewer than ``MIN_REGISTERED`` of the photos register. When some
+        do not, only ``sparse/0`` is written (the loader skips the photos it lacks).
     """
     import pycolmap
 
@@ -180,8 +182,8 @@ def imgs2poses(scene_dir, matcher="auto", downscale=1.0, overwrite=False, camera
         rec = run_pycolmap(image_dir, names, work, matcher, camera_model, single_camera, max(sfm_size), seed, log)
         done = set() if rec is None else {im.name for im in rec.images.values() if im.has_pose}
         missing = [n for n in names if n not in done]
-        if missing:
-            listed = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+        listed = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+        if missing and len(done) < max(3, MIN_REGISTERED * len(names)):
             hint = "" if matcher == "exhaustive" else ", or --matcher exhaustive"
             raise UserError(f"only {len(done)} of {len(names)} images registered; not registered: {listed}. "
                             "Remove them from images/ (or add photos that overlap them) and run again"
@@ -192,20 +194,32 @@ def imgs2poses(scene_dir, matcher="auto", downscale=1.0, overwrite=False, camera
         os.makedirs(staged)
         rec.write_binary(staged)
         poses_bounds, _ = model_to_poses_bounds(*read_model(staged))
-        np.save(os.path.join(work, "poses_bounds.npy"), poses_bounds)
+        if not missing:  # poses_bounds.npy must pair with images/ one to one
+            np.save(os.path.join(work, "poses_bounds.npy"), poses_bounds)
         move_into_place(work, scene_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    log(f"wrote {os.path.join(scene_dir, 'sparse', '0')} and {os.path.join(scene_dir, 'poses_bounds.npy')} "
-        f"({len(names)} images, {rec.num_points3D()} points)")
+    sparse = os.path.join(scene_dir, "sparse", "0")
+    if missing:
+        log(f"warning: {len(missing)} of {len(names)} images did not register and will be skipped: {listed}")
+        log(f"wrote {sparse} ({len(done)} images, {rec.num_points3D()} points); no poses_bounds.npy, which "
+            "must list every photo: train.py reads sparse/0 directly")
+    else:
+        log(f"wrote {sparse} and {os.path.join(scene_dir, 'poses_bounds.npy')} "
+            f"({len(names)} images, {rec.num_points3D()} points)")
     return poses_bounds
 
 
 def move_into_place(work, scene_dir):
-    """Replace ``scene/sparse/0`` and ``scene/poses_bounds.npy`` by the staged ones (same filesystem)."""
+    """Replace ``scene/sparse/0`` and ``scene/poses_bounds.npy`` by the staged ones (same filesystem);
+    an old ``poses_bounds.npy`` goes when none was staged (it would shadow the new model)."""
     target = os.path.join(scene_dir, "sparse", "0")
     if os.path.isdir(target):
         shutil.rmtree(target)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     os.replace(os.path.join(work, "sparse", "0"), target)
-    os.replace(os.path.join(work, "poses_bounds.npy"), os.path.join(scene_dir, "poses_bounds.npy"))
+    staged, final = os.path.join(work, "poses_bounds.npy"), os.path.join(scene_dir, "poses_bounds.npy")
+    if os.path.isfile(staged):
+        os.replace(staged, final)
+    elif os.path.isfile(final):
+        os.remove(final)
