@@ -3,6 +3,7 @@ import os
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from utils.errors import UserError
 
@@ -19,6 +20,24 @@ def list_images(folder):
         raise UserError(f"image folder not found: {folder}")
     return sorted(os.path.join(folder, f) for f in os.listdir(folder)
                   if f.lower().endswith(IMAGE_EXTS) and not f.startswith("."))
+
+
+def common_size(paths):
+    """The ``(W, H)`` all images in ``paths`` share, read from their headers (cheap even for
+    hundreds of photos; raw pixels, no EXIF rotation, as COLMAP and ``read_image`` see them).
+    UserError for an unreadable file or photos of different sizes."""
+    sizes = {}
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                sizes.setdefault(im.size, path)
+        except OSError:
+            raise UserError(f"cannot read image (corrupt or not an image): {path}") from None
+    if len(sizes) > 1:
+        (s0, p0), (s1, p1) = list(sizes.items())[:2]
+        raise UserError(f"the photos differ in size ({os.path.basename(p0)} is {s0[0]}x{s0[1]}, "
+                        f"{os.path.basename(p1)} is {s1[0]}x{s1[1]}): use photos of one size and orientation")
+    return next(iter(sizes))
 
 
 def same_aspect(wh, wh0):

@@ -14,12 +14,11 @@ import os
 from collections import namedtuple
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from datasets.base import BaseDataset
 from datasets.colmap import camera_intrinsics, model_to_poses_bounds, read_model
-from datasets.image_utils import check_img_wh, list_images, read_image, same_aspect
+from datasets.image_utils import check_img_wh, common_size, list_images, read_image, same_aspect
 from datasets.ray_utils import (center_poses, create_spheric_poses, create_spiral_poses, focus_depth_from_bounds,
                                 orbit_of_cameras)
 from utils.errors import UserError
@@ -115,18 +114,7 @@ def read_capture(root_dir):
 def scaled_intrinsics(capture, img_wh):
     """``(N, 3, 3)`` K per image at ``img_wh``, after checking that ``img_wh`` keeps the photos' aspect ratio."""
     W, H = img_wh
-    sizes = {}
-    for path in capture.paths:  # headers only: cheap even for hundreds of photos
-        try:
-            with Image.open(path) as im:
-                sizes.setdefault(im.size, path)  # raw pixels, no EXIF rotation (as COLMAP and read_image see them)
-        except OSError:
-            raise UserError(f"cannot read image (corrupt or not an image): {path}") from None
-    if len(sizes) > 1:
-        (s0, p0), (s1, p1) = list(sizes.items())[:2]
-        raise UserError(f"the photos differ in size ({os.path.basename(p0)} is {s0[0]}x{s0[1]}, "
-                        f"{os.path.basename(p1)} is {s1[0]}x{s1[1]}): use photos of one size and orientation")
-    w0, h0 = next(iter(sizes))
+    w0, h0 = common_size(capture.paths)
     cw, ch = capture.size
     if not same_aspect((w0, h0), (cw, ch)):
         raise UserError(f"the images are {w0}x{h0} but the poses ({capture.source}) were computed for "

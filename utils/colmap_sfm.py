@@ -15,10 +15,9 @@ import time
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from datasets.colmap import model_to_poses_bounds, read_model
-from datasets.image_utils import list_images
+from datasets.image_utils import common_size, list_images
 from utils.errors import UserError
 
 EXHAUSTIVE_MAX_IMAGES = 40  # "auto" matcher: all pairs up to this many images, neighbours beyond
@@ -41,24 +40,14 @@ def check_inputs(scene_dir, overwrite):
     if len(paths) < 3:
         raise UserError(f"only {len(paths)} image(s) in {images_dir}: structure from motion needs at least 3 "
                         "overlapping photos (a NeRF wants 20 or more)")
-    sizes = {}
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                sizes.setdefault(im.size, p)  # raw pixel size, as COLMAP reads it
-        except OSError:
-            raise UserError(f"cannot read image (corrupt or not an image): {p}") from None
-    if len(sizes) > 1:
-        (s1, p1), (s2, p2) = list(sizes.items())[:2]
-        raise UserError(f"the images differ in size ({os.path.basename(p1)} is {s1[0]}x{s1[1]}, "
-                        f"{os.path.basename(p2)} is {s2[0]}x{s2[1]}): use photos of one size and orientation")
+    size = common_size(paths)
     outputs = [os.path.join(scene_dir, "sparse", "0"), os.path.join(scene_dir, "poses_bounds.npy")]
     existing = [o for o in outputs if os.path.exists(o)]
     if existing and not overwrite:
         raise UserError(f"{' and '.join(existing)} already exist(s): pass --overwrite to replace them")
     if not os.access(scene_dir, os.W_OK):
         raise UserError(f"{scene_dir} is not writable: copy the scene to a folder you can write to")
-    return [os.path.relpath(p, images_dir) for p in paths], next(iter(sizes))
+    return [os.path.relpath(p, images_dir) for p in paths], size
 
 
 def write_downscaled(scene_dir, names, size, downscale, out_dir):
