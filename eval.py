@@ -72,6 +72,8 @@ def check_split(h):
     if h.dataset_name != "blender" or not os.path.isdir(h.root_dir):
         return  # make_dataset reports a missing folder
     have = [s for s in SPLITS if os.path.isfile(os.path.join(h.root_dir, f"transforms_{s}.json"))]
+    if "train" in have:
+        have.append("path")  # a turntable around the training cameras' orbit
     if h.split not in have:
         raise UserError(f"the scene {h.root_dir} has no '{h.split}' split (transforms_{h.split}.json); "
                         f"it has: {', '.join(have) or 'none'}. Pick one with --split")
@@ -101,7 +103,7 @@ def load_views(h, ckpt):
         return CameraPath.from_state({**state, "K": K, "img_wh": list(h.img_wh)})
     if not h.root_dir:
         raise UserError("--root_dir is required: the checkpoint does not name the scene it was trained on")
-    if h.split == "path" and h.dataset_name == "llff" and not os.path.isdir(h.root_dir):
+    if h.split == "path" and not os.path.isdir(h.root_dir):
         raise UserError(f"--root_dir {h.root_dir} is not a folder, and {h.ckpt_path} carries no render path: "
                         f"point --root_dir at the scene (or use a file from utils/save_weights_only.py "
                         f"made where the scene was readable)")

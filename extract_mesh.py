@@ -37,7 +37,8 @@ def build_parser():
     m.add_argument("--N_grid", type=int, default=256, help="lattice size per axis for marching cubes")
     for a in "xyz":
         m.add_argument(f"--{a}_range", nargs=2, type=float, default=[-1.2, 1.2], metavar=("LOW", "HIGH"),
-                       help=f"{a} extent of the box to mesh, in scene units")
+                       help=f"{a} extent of the box to mesh, in scene units (LLFF captures, when no range "
+                            "is given: the box around where the cameras converge)")
     m.add_argument("--sigma_threshold", type=float, default=20.0, help="density of the extracted surface")
     m.add_argument("--occ_threshold", type=float, default=0.2,
                    help="a view colours a vertex when the opacity in front of the vertex is below this "
@@ -161,6 +162,10 @@ def main(argv=None):
         raise UserError("this scene uses NDC rays (forward-facing LLFF): meshes need metric rays; "
                         "train with --spheric_poses for 360-degree captures")
     orbit = scene_bounds_hint(ds.poses.numpy(), ds.K, ds.img_wh)
+    if orbit and hp.dataset_name != "blender" and not explicit & {"x_range", "y_range", "z_range"}:
+        # a capture's own frame: the ±1.2 default (Blender's object box) means nothing there
+        ranges = check_ranges(orbit["box"])
+        print("ranges not given: meshing the box around where the cameras converge")
     hint = show_hint(orbit, ranges)
     up = [0.0, 0.0, 1.0] if hp.dataset_name == "blender" else (orbit["up"].tolist() if orbit else None)
     check_scene_bounds(ranges, hp.dataset_name, ds.poses.numpy(), ds.K, ds.img_wh, ds.near, ds.far)

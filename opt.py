@@ -117,6 +117,9 @@ def get_parser(description="Train a NeRF (PyTorch Lightning).", training=True):
     return parser
 
 
+# the values Lightning 2.x accepts for Trainer(precision=...)
+PRECISIONS = ("32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true", "64-true", "64")
+
 # What --fast changes, for the flags not typed on the command line (the fast path trains with
 # per-step learning-rate decay: x0.33 at 50%, 75% and 90% of --max_steps, after a 1% warmup).
 FAST_PRESET = {"lr": 1e-2, "batch_size": 4096, "max_steps": 20000, "noise_std": 0.0, "N_importance": 0}
@@ -152,6 +155,18 @@ def check_opts(hparams):
             raise UserError(f"--{name} must be >= 0, got {value}")
     if getattr(hparams, "N_samples", 2) < 2:
         raise UserError("--N_samples must be at least 2")
+    if getattr(hparams, "lr", 1) is not None and getattr(hparams, "lr", 1) <= 0:
+        raise UserError(f"--lr must be positive, got {hparams.lr}")
+    for name in ["weight_decay", "momentum"]:
+        value = getattr(hparams, name, None)
+        if value is not None and value < 0:
+            raise UserError(f"--{name} must be >= 0, got {value}")
+    steps = getattr(hparams, "max_steps", -1)
+    if steps is not None and (steps == 0 or steps < -1):
+        raise UserError(f"--max_steps must be positive (or -1: train for --num_epochs), got {steps}")
+    precision = getattr(hparams, "precision", None)
+    if precision is not None and str(precision) not in PRECISIONS:
+        raise UserError(f"--precision {precision} is not one of {', '.join(PRECISIONS)}")
     if getattr(hparams, "fast", False):
         if getattr(hparams, "max_steps", 1) is not None and getattr(hparams, "max_steps", 1) <= 0:
             raise UserError("--fast trains for --max_steps steps: give a positive --max_steps")

@@ -87,7 +87,9 @@ class NeRFSystem(pl.LightningModule):
                                              world_size=self.trainer.world_size)
         # the fast path keeps the images on the device: the loader then only yields ray indices
         source = IndexBatches() if self.hparams.get("fast") else self.train_dataset
-        return DataLoader(source, sampler=self.train_sampler, batch_size=None,
+        # own generators: creating a loader's iterator then draws no number from the global stream,
+        # which the training steps alone consume (so resuming reproduces it, see on_train_start)
+        return DataLoader(source, sampler=self.train_sampler, batch_size=None, generator=torch.Generator(),
                           num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
 
     def val_dataloader(self):
@@ -95,7 +97,8 @@ class NeRFSystem(pl.LightningModule):
         # an even spread of --val_num views, shared out across ranks
         picks = sorted({round(i * (n - 1) / max(self.hparams.val_num - 1, 1)) for i in range(min(n, self.hparams.val_num))})
         mine = picks[self.global_rank::self.trainer.world_size] or picks[:1]
-        return DataLoader(torch.utils.data.Subset(self.val_dataset, mine), batch_size=None, num_workers=0)
+        return DataLoader(torch.utils.data.Subset(self.val_dataset, mine), batch_size=None, num_workers=0,
+                          generator=torch.Generator())
 
     def on_fit_start(self):
         if self.hparams.get("fast"):
@@ -107,6 +110,20 @@ class NeRFSystem(pl.LightningModule):
         done = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
         if self.trainer.fit_loop.restarted_mid_epoch and 0 < done < self.trainer.num_training_batches:
             self.train_sampler.skip = done
+        # and the random stream (sample jitter, density noise) goes on where the saved run was
+        rng = getattr(self, "_rng_to_restore", None)
+        if rng is not None:
+            torch.set_rng_state(rng["cpu"])
+            if rng.get("cuda") is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(rng["cuda"], self.device)
+            self._rng_to_restore = None
+
+    def on_save_checkpoint(self, checkpoint):
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        checkpoint["rng_state"] = {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+    def on_load_checkpoint(self, checkpoint):
+        self._rng_to_restore = checkpoint.get("rng_state")  # applied in on_train_start, after setup
 
     def training_step(self, batch, batch_idx):
         if self.hparams.get("fast"):
@@ -144,6 +161,10 @@ class NeRFSystem(pl.LightningModule):
             depth = depth_to_rgb(out["depth"].view(H, W))
             strip = image_strip(to_uint8(gt), to_uint8(pred), depth)  # GT | prediction | depth
             self.logger.experiment.add_image("val/GT_pred_depth", strip, self.global_step, dataformats="HWC")
+
+
+# RayBatchSampler resumes mid-epoch itself (on_train_start): Lightning's warning does not apply
+warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
 
 
 class IndexBatches(torch.utils.data.Dataset):
@@ -216,6 +237,7 @@ def build_trainer(hparams, steps_per_epoch):
 @cli_main
 def main(argv=None):
     hparams = get_opts(argv)
+    hparams.root_dir = os.path.abspath(hparams.root_dir)  # eval.py finds the scene from anywhere
     if hparams.loss_type not in loss_dict:
         raise UserError(f"unknown --loss_type {hparams.loss_type}")
     pl.seed_everything(hparams.seed, workers=True, verbose=False)

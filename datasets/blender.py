@@ -8,6 +8,7 @@ from tqdm import tqdm
 
 from datasets.base import BaseDataset
 from datasets.image_utils import check_img_wh, read_image
+from datasets.ray_utils import create_spheric_poses
 from utils.errors import UserError
 
 
@@ -22,6 +23,17 @@ def _image_path(root_dir, file_path):
     return path + ".png"  # read_image reports it as missing
 
 
+def turntable(poses, n_poses=120):
+    """``(n_poses, 3, 4)`` cameras circling the origin about +z (Blender's up), at the training
+    cameras' mean distance from the z axis and mean height, starting beside the first one."""
+    centers = poses[:, :, 3].astype(np.float64)  # (N, 3)
+    radius = float(np.linalg.norm(centers[:, :2], axis=1).mean())
+    start = np.array([*centers[0, :2], 0.0])
+    start = start / np.linalg.norm(start) if np.linalg.norm(start) > 1e-6 else np.array([1.0, 0, 0])
+    return create_spheric_poses(np.zeros(3), np.array([0, 0, 1.0]), radius, float(centers[:, 2].mean()), start,
+                                n_poses).astype(np.float32)
+
+
 class BlenderDataset(BaseDataset):
     """A Blender-format scene.
 
@@ -29,12 +41,16 @@ class BlenderDataset(BaseDataset):
     ``w``/``h``, as instant-ngp writes) and ``frames`` of ``file_path`` + 4x4 ``transform_matrix``
     (camera-to-world, already in our OpenGL convention). Images are RGBA, composited on white.
     Near and far are 2 and 6 (the scene lies within a radius-1.5 ball, cameras at distance 4).
+    Split ``path``: a 120-view turntable around the object (``turntable``), without images.
     """
 
     white_back = True
 
     def read_meta(self, split, white_back=True, near=2.0, far=6.0, **_):
         self.white_back = white_back
+        path_split = split == "path"  # a turntable: no images, cameras from the training views
+        if path_split:
+            split = "train"
         meta_path = os.path.join(self.root_dir, f"transforms_{split}.json")
         test_path = os.path.join(self.root_dir, "transforms_test.json")
         if split == "val" and not os.path.isfile(meta_path) and os.path.isfile(test_path):
@@ -58,6 +74,9 @@ class BlenderDataset(BaseDataset):
         self.poses = poses.astype(np.float32)
         self.image_names = [os.path.relpath(p, self.root_dir) for p in paths]
         self.near, self.far = near, far
+        if path_split:
+            self.poses, self.rgbs, self.image_names = turntable(self.poses), None, None
+            return
         self.rgbs = np.stack([read_image(p, self.img_wh, white_back)
                               for p in tqdm(paths, desc=f"loading {split} images", leave=False, disable=len(paths) < 20)])
 

@@ -79,3 +79,24 @@ def test_missing_and_corrupt_inputs(demo_dir, tmp_path):
     (scene / "val" / "r_1.png").unlink()
     with pytest.raises(UserError, match="not found"):
         BlenderDataset(str(scene), "val", img_wh=(8, 8))
+
+
+def test_path_split_is_a_turntable(demo_dir, demo_ckpt, tmp_path):
+    """``--split path`` on a Blender scene: 120 cameras on a circle about +z at the training
+    cameras' mean radius and height, all looking at the origin; eval.py renders them."""
+    train = BlenderDataset(str(demo_dir), "train", img_wh=(8, 8))
+    path = BlenderDataset(str(demo_dir), "path", img_wh=(8, 8))
+    assert path.rgbs is None and path.poses.shape == (120, 3, 4) and len(path) == 120
+    c, c_train = path.poses[:, :, 3].double(), train.poses[:, :, 3].double()
+    assert torch.allclose(c[:, :2].norm(dim=1), c_train[:, :2].norm(dim=1).mean(), rtol=1e-4)
+    assert torch.allclose(c[:, 2], c_train[:, 2].mean(), atol=1e-4)
+    look = -path.poses[:, :, 2].double()
+    assert torch.allclose(look, -c / c.norm(dim=1, keepdim=True), atol=1e-5)  # at the origin
+    assert (path.poses[:, 2, 1] > 0).all()  # the image's up points up the z axis
+    from conftest import run_script
+
+    ckpt, _ = demo_ckpt
+    run_script("eval.py", "--ckpt_path", ckpt, "--split", "path", "--img_wh", 8, 8, "--no_depth",
+               "--scene_name", "turn", cwd=tmp_path)
+    out = tmp_path / "results" / "blender" / "turn"
+    assert len(list(out.glob("[0-9][0-9][0-9].png"))) == 120 and (out / "turn.mp4").stat().st_size > 0

@@ -285,7 +285,6 @@ def test_bad_inputs_fail_cleanly(demo_ckpt, demo_dir, tmp_path):
         "not nerf": (["--ckpt_path", tmp_path / "foreign.ckpt"], "not a NeRF checkpoint"),
         "shape": (["--ckpt_path", ckpt, "--net_width", 32], "4x64"),
         "no test split": (["--ckpt_path", ckpt, "--root_dir", no_test], "it has: train, val"),
-        "path on blender": (["--ckpt_path", ckpt, "--split", "path"], "no 'path' split"),
         "unknown split": (["--ckpt_path", ckpt, "--split", "tset"], "invalid choice"),
         "no root": (["--ckpt_path", ckpt, "--root_dir", tmp_path / "missing"], "not a folder"),
         "fps": (["--ckpt_path", ckpt, "--fps", 0], "--fps"),

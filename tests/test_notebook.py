@@ -24,8 +24,8 @@ def outputs(nb, kind):
 
 def test_notebook_runs_and_shows_view(demo_ckpt, demo_dir, tmp_path, monkeypatch):
     ckpt, _ = demo_ckpt
-    nb = execute({"CKPT_PATH": ckpt, "ROOT_DIR": demo_dir, "DATASET_NAME": "blender", "IMG_WH": "32 32",
-                  "SPLIT": "val", "VIEW": 1}, monkeypatch)
+    # only the checkpoint and the view: scene, dataset and size come from the checkpoint
+    nb = execute({"CKPT_PATH": ckpt, "SPLIT": "val", "VIEW": 1}, monkeypatch)
     assert not outputs(nb, "error")
     images = [o for o in outputs(nb, "display_data") if "image/png" in o.get("data", {})]
     assert len(images) >= 2  # the 4-panel view (GT | prediction | depth | opacity) and the ray's weights

@@ -13,6 +13,7 @@ from metrics import psnr
 from models.rendering import render_chunked
 from opt import get_opts
 from utils.checkpoint import load_checkpoint, load_model
+from utils.errors import UserError
 
 
 def scalars(work, exp, tag):
@@ -59,8 +60,9 @@ def test_learning_on_lego_beats_the_white_baseline(lego_ckpt, lego_dir):
 
 def test_resume_is_exact(demo_dir, tmp_path):
     """Two epochs in one go == stopping (at an epoch end, or half-way through an epoch) and resuming
-    from last.ckpt: same weights, same step, same LR schedule."""
-    flags = ["--root_dir", demo_dir, "--img_wh", 16, 16, *TINY, "--perturb", 0, "--noise_std", 0,
+    from last.ckpt: same weights, same step, same LR schedule, with the default sample jitter and
+    density noise (the random state travels in the checkpoint)."""
+    flags = ["--root_dir", demo_dir, "--img_wh", 16, 16, *TINY, "--perturb", 1, "--noise_std", 1,
              "--val_num", 1, "--lr_scheduler", "steplr", "--decay_step", 1, "--decay_gamma", 0.5,
              "--num_epochs", 2]  # 30 views x 256 px / 1024 rays = 8 steps per epoch
     run_script("train.py", *flags, "--exp_name", "full", cwd=tmp_path)
@@ -98,6 +100,12 @@ def test_prefixes_to_ignore_skips_those_weights(demo_ckpt, demo_dir):
         assert torch.equal(v, saved["nerf_coarse." + k])
     for k, v in system.nerf_fine.state_dict().items():
         assert torch.equal(v, fresh_fine[k]) and not torch.equal(v, saved["nerf_fine." + k])
+    # a prefix covering every network ("nerf"): nothing is loaded, a fresh run starts
+    h.prefixes_to_ignore = ["nerf"]
+    system = NeRFSystem(h)
+    fresh = {k: v.clone() for k, v in system.nerf_coarse.state_dict().items()}
+    assert load_start_weights(system, h) is None
+    assert all(torch.equal(v, fresh[k]) for k, v in system.nerf_coarse.state_dict().items())
     # with the default prefixes a full checkpoint resumes
     h.prefixes_to_ignore = ["loss"]
     assert load_start_weights(NeRFSystem(h), h) == str(ckpt)
@@ -127,8 +135,18 @@ def _bad(tmp_path, *args):
     return err_lines[0]
 
 
+@pytest.mark.parametrize("flags, expect", [
+    (["--precision", "fp16"], "--precision fp16 is not one of"), (["--lr", "-1"], "--lr must be positive"),
+    (["--weight_decay", "-1"], "--weight_decay must be >= 0"), (["--max_steps", "0"], "--max_steps must be positive"),
+])
+def test_bad_training_flags_are_named(flags, expect):
+    with pytest.raises(UserError, match=expect):
+        get_opts(["--root_dir", "scene", *flags])
+
+
 def test_bad_input_gives_one_clear_line(demo_dir, demo_ckpt, tmp_path):
     tiny = [*TINY, "--max_steps", 1]
+    assert "--precision" in _bad(tmp_path, "--root_dir", demo_dir, *tiny, "--precision", "fp16")
     assert "--root_dir" in _bad(tmp_path, *tiny)
     assert "nowhere" in _bad(tmp_path, "--root_dir", tmp_path / "nowhere", *tiny)
     assert "transforms_train.json" in _bad(tmp_path, "--root_dir", tmp_path, *tiny)

@@ -92,6 +92,8 @@ def load_fields_state(fields, state_dict, prefixes_to_ignore=(), source="checkpo
     shape the checkpoint has and which the flags asked for.
     """
     for level, module in fields.items():
+        if any(FIELD_PREFIXES[level].startswith(p) for p in prefixes_to_ignore):
+            continue  # the whole level is ignored (e.g. --prefixes_to_ignore nerf): it starts afresh
         sd = field_state(state_dict, level, prefixes_to_ignore)
         ignored = any(p.startswith(FIELD_PREFIXES[level]) for p in prefixes_to_ignore)
         try:

@@ -5,7 +5,7 @@
 writes ``ckpts/lego/last_weights.pth`` (default: ``<checkpoint stem>_weights.pth`` beside the
 checkpoint): ``{"format", "state_dict", "hparams", "extras"}`` with the float32 network weights
 (``nerf_coarse.*``, ``nerf_fine.*``; about 4.8 MB for the default 8x256 coarse + fine), the
-checkpoint's flags, and for an LLFF scene whose folder is readable, the cameras of its render path
+checkpoint's flags, and when the scene folder is readable, the cameras of its render path
 (``extras["path"]``), so that ``eval.py --split path`` works from this one file. eval.py and
 extract_mesh.py load it like a checkpoint.
 """
@@ -30,13 +30,13 @@ def default_out(ckpt_path):
 
 
 def render_path_state(hparams):
-    """``camera_state()`` of the LLFF render path, as tensors, or None when the scene is not
-    LLFF or its folder cannot be read here (the file then needs ``--root_dir`` to render it)."""
+    """``camera_state()`` of the scene's render path (LLFF spiral or circle, Blender turntable),
+    as tensors, or None when its folder cannot be read here (the file then needs ``--root_dir``)."""
     from datasets import dataset_dict, make_dataset
     from opt import get_parser
 
     root = hparams.get("root_dir")
-    if hparams.get("dataset_name") != "llff" or "llff" not in dataset_dict or not root or not os.path.isdir(root):
+    if hparams.get("dataset_name") not in dataset_dict or not root or not os.path.isdir(root):
         return None
     flags = get_parser(training=False).parse_args([])  # defaults for anything the checkpoint lacks
     vars(flags).update(hparams)
