@@ -41,7 +41,7 @@ DEMO_FLAGS ?= --img_wh 64 64 --net_depth 4 --net_width 64 --N_samples 32 --N_imp
 	--lr 2e-3 --noise_std 0 --max_steps 800 --val_every 1 --val_num 4
 
 demo: install
-	$(PY) -m utils.demo_scene data/demo
+	$(PY) -m datasets.demo_scene data/demo
 	$(PY) train.py --dataset_name blender --root_dir data/demo --exp_name demo $(DEMO_FLAGS)
 	$(PY) eval.py --ckpt_path ckpts/demo/last.ckpt --scene_name demo --split test --fps 20
 	$(PY) extract_mesh.py --ckpt_path ckpts/demo/last.ckpt --scene_name demo --N_grid 96 --n_views 10 \

@@ -38,7 +38,7 @@ def get_eval_parser():
     parser = get_parser("Render a trained NeRF: frames, videos, depth maps and metrics.", training=False)
     ev = parser.add_argument_group("eval")
     ev.add_argument("--ckpt_path", type=str, required=True,
-                    help="training checkpoint (.ckpt) or weights-only file (utils/save_weights_only.py)")
+                    help="training checkpoint (.ckpt) or weights-only file (save_weights_only.py)")
     ev.add_argument("--scene_name", type=str, default=None,
                     help="name of the results folder and videos (default: the name of --root_dir)")
     ev.add_argument("--split", type=str, default=None, choices=SPLITS,
@@ -105,7 +105,7 @@ def load_views(h, ckpt):
         raise UserError("--root_dir is required: the checkpoint does not name the scene it was trained on")
     if h.split == "path" and not os.path.isdir(h.root_dir):
         raise UserError(f"--root_dir {h.root_dir} is not a folder, and {h.ckpt_path} carries no render path: "
-                        f"point --root_dir at the scene (or use a file from utils/save_weights_only.py "
+                        f"point --root_dir at the scene (or use a file from save_weights_only.py "
                         f"made where the scene was readable)")
     check_split(h)
     return make_dataset(h, h.split)

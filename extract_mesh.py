@@ -19,10 +19,10 @@ from opt import check_opts, get_parser, parse_args
 # mesh
 from utils.checkpoint import load_model
 from utils.errors import UserError, cli_main
-from utils.mesh import (MESH_FORMATS, check_ranges, check_scene_bounds, density_lattice, keep_large_components,
+from export.mesh import (MESH_FORMATS, check_ranges, check_scene_bounds, density_lattice, keep_large_components,
                         marching_cubes, scene_bounds_hint, vertex_normals, write_mesh)
-from utils.mesh_color import fuse_view_colors, normal_colors, pick_views, shell_thickness, without_haze
-from utils.volume import (density_preview, format_stats, save_preview_png, sigma_stats, suggest_threshold,
+from export.mesh_color import fuse_view_colors, normal_colors, pick_views, shell_thickness, without_haze
+from export.volume import (density_preview, format_stats, save_preview_png, sigma_stats, suggest_threshold,
                           volume_lattice, write_volume)
 
 

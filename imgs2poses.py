@@ -8,7 +8,7 @@ reads the photos in ``SCENE_DIR/images`` and writes ``SCENE_DIR/sparse/0`` (a CO
 import argparse
 
 from opt import HelpFormatter
-from utils.colmap_sfm import CAMERA_MODELS, imgs2poses
+from process_data.colmap_sfm import CAMERA_MODELS, imgs2poses
 from utils.errors import cli_main
 
 

@@ -30,7 +30,8 @@ import torch  # noqa: E402
 
 from datasets.ray_utils import get_ray_directions, get_rays, look_at  # noqa: E402
 from models import build_fields  # noqa: E402
-from models.rendering import Rays, render_chunked  # noqa: E402
+from models.rendering import render_chunked  # noqa: E402
+from utils.rays import Rays  # noqa: E402
 from opt import get_opts  # noqa: E402
 from utils.checkpoint import load_model  # noqa: E402
 

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from datasets.ray_utils import get_ndc_rays, get_ray_directions, get_rays
-from models.rendering import Rays
+from utils.rays import Rays
 
 
 class BaseDataset(Dataset):

@@ -9,32 +9,10 @@ A *field* is anything with ``field(x, d) -> (sigma, rgb)`` and ``field.query_den
 (``x``, ``d``: ``(N, 3)``; ``sigma``: ``(N,)`` raw, before ReLU; ``rgb``: ``(N, 3)``), e.g.
 ``models.nerf.NeRF``. The renderer never looks inside it.
 """
-from typing import NamedTuple
-
 import torch
 from torch.profiler import record_function  # named scopes for benchmarks/profile_step.py
 
-
-class Rays(NamedTuple):
-    """A batch of rays. ``origins``, ``directions``: ``(N_rays, 3)``; ``near``, ``far``: ``(N_rays, 1)``.
-
-    Distances along a ray are in units of ``directions`` (unit vectors for metric rays, so depth
-    is metric; NDC rays are not normalized, as in the paper).
-    """
-
-    origins: torch.Tensor
-    directions: torch.Tensor
-    near: torch.Tensor
-    far: torch.Tensor
-
-    def __len__(self):
-        return self.origins.shape[0]
-
-    def __getitem__(self, idx):
-        return Rays(*(t[idx] for t in self))
-
-    def to(self, *args, **kwargs):
-        return Rays(*(t.to(*args, **kwargs) for t in self))
+from utils.rays import Rays
 
 
 @record_function("nerf/sampling")

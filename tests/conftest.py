@@ -51,7 +51,7 @@ def beer_dir():
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory):
     """The procedural demo scene at 32x32 (train 30, val 4, test 8 views)."""
-    from utils.demo_scene import write_scene
+    from datasets.demo_scene import write_scene
 
     out = tmp_path_factory.mktemp("demo_scene")
     return Path(write_scene(str(out), size=32, n_train=30, n_val=4, n_test=8))

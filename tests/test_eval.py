@@ -1,4 +1,4 @@
-"""eval.py, utils/save_weights_only.py and utils/io.py: outputs, metrics, portable scenes, bad input.
+"""eval.py, save_weights_only.py and utils/io.py: outputs, metrics, portable scenes, bad input.
 
 Metrics are checked against an independent computation: the saved PNG frames and the scene's
 ground-truth images are read with imageio and compared with numpy only.
@@ -89,7 +89,7 @@ def demo_eval(demo_ckpt, demo_dir):
 def weights_file(demo_ckpt, tmp_path_factory):
     ckpt, _ = demo_ckpt
     out = tmp_path_factory.mktemp("weights") / "tiny.pth"
-    proc = run_script("utils/save_weights_only.py", "--ckpt_path", ckpt, "--out", out)
+    proc = run_script("save_weights_only.py", "--ckpt_path", ckpt, "--out", out)
     assert "MB" in proc.stdout
     return out
 
@@ -208,7 +208,7 @@ def test_weights_only_default_size_and_name(tmp_path):
     state = {f"nerf_{lvl}.{k}": v for lvl, f in fields.items() for k, v in f.state_dict().items()}
     ckpt = tmp_path / "last.ckpt"
     torch.save({"state_dict": state, "hyper_parameters": {"N_importance": 64}, "optimizer_states": []}, ckpt)
-    run_script("utils/save_weights_only.py", "--ckpt_path", ckpt, cwd=tmp_path)
+    run_script("utils/save_weights_only.py", "--ckpt_path", ckpt, cwd=tmp_path)  # the old path still works
     out = tmp_path / "last_weights.pth"
     assert 4.5e6 < os.path.getsize(out) < 5.0e6
 
@@ -253,7 +253,7 @@ def test_llff_weights_carry_render_path(beer_dir, tmp_path):
     fields = build_fields(flags)
     state = {f"nerf_{lvl}.{k}": v for lvl, f in fields.items() for k, v in f.state_dict().items()}
     torch.save({"state_dict": state, "hyper_parameters": flags, "optimizer_states": []}, tmp_path / "beer.ckpt")
-    run_script("utils/save_weights_only.py", "--ckpt_path", tmp_path / "beer.ckpt", cwd=tmp_path)
+    run_script("save_weights_only.py", "--ckpt_path", tmp_path / "beer.ckpt", cwd=tmp_path)
     data = torch.load(tmp_path / "beer_weights.pth", map_location="cpu", weights_only=False)
     path = CameraPath.from_state({k: v.numpy() if torch.is_tensor(v) else v for k, v in data["extras"]["path"].items()})
     ref = dataset_dict["llff"](str(beer_dir), split="path", img_wh=(9, 16), spheric_poses=True)
@@ -299,7 +299,7 @@ def test_bad_inputs_fail_cleanly(demo_ckpt, demo_dir, tmp_path):
         assert not (tmp_path / "results").exists(), name
     assert sorted(p.name for p in clash.iterdir()) == ["000.png"]  # untouched
     assert (clash / "000.png").read_bytes() == b"a user's picture"
-    proc = run_script("utils/save_weights_only.py", "--ckpt_path", tmp_path / "foreign.ckpt", cwd=tmp_path, check=False)
+    proc = run_script("save_weights_only.py", "--ckpt_path", tmp_path / "foreign.ckpt", cwd=tmp_path, check=False)
     assert proc.returncode != 0 and "error:" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.glob("*.pth*"))
 

@@ -7,7 +7,8 @@ from conftest import run_script
 from models.hash_encoding import HashEncoding
 from models.marching import march, render_marched
 from models.occupancy import OccupancyGrid
-from models.rendering import Rays, render_rays
+from models.rendering import render_rays
+from utils.rays import Rays
 from test_rendering import SphereField, make_rays
 
 BOX = [[-1.5] * 3, [1.5] * 3]

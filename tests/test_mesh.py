@@ -13,13 +13,13 @@ import torch
 
 from conftest import run_script
 from datasets.ray_utils import get_ray_directions, get_rays
-from utils.demo_scene import CAMERA_ANGLE_X, look_at_pose
-from utils.mesh import (check_ranges, density_lattice, keep_large_components, marching_cubes, read_glb,
+from datasets.demo_scene import CAMERA_ANGLE_X, look_at_pose
+from export.mesh import (check_ranges, density_lattice, keep_large_components, marching_cubes, read_glb,
                         to_open3d, up_rotation, vertex_normals, write_glb)
-from utils.mesh_color import (fuse_view_colors, normal_colors, project_points, sample_bilinear, shell_thickness,
+from export.mesh_color import (fuse_view_colors, normal_colors, project_points, sample_bilinear, shell_thickness,
                               without_haze)
 from utils.errors import UserError
-from utils.volume import read_volume, save_preview_png, sigma_stats, volume_lattice, write_volume
+from export.volume import read_volume, save_preview_png, sigma_stats, volume_lattice, write_volume
 
 RED, GREEN, BLUE = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)
 

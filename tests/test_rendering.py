@@ -2,7 +2,8 @@ import math
 
 import torch
 
-from models.rendering import Rays, composite, render_chunked, render_rays, sample_pdf, stratified_samples
+from models.rendering import composite, render_chunked, render_rays, sample_pdf, stratified_samples
+from utils.rays import Rays
 
 
 class SphereField:

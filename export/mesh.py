@@ -6,8 +6,8 @@ along an axis with range ``[lo, hi]`` puts sample ``i`` at ``lo + i * (hi - lo) 
 (node-centred, both ends included), so marching-cubes index coordinates map back exactly
 (the seed divided by ``n`` instead, shrinking and shifting its meshes).
 
-The science of ``extract_mesh.py``; colouring lives in ``utils.mesh_color``, the density
-preview and the volume export in ``utils.volume``.
+The science of ``extract_mesh.py``; colouring lives in ``export.mesh_color``, the density
+preview and the volume export in ``export.volume``.
 """
 import json
 import struct
@@ -19,7 +19,7 @@ from tqdm import tqdm
 from datasets.ray_utils import orbit_of_cameras
 from models.rendering import query_field
 from utils.errors import UserError
-from utils.mesh_color import project_points
+from export.mesh_color import project_points
 
 BLENDER_RADIUS = 1.5  # Blender scenes lie inside this ball around the origin (cameras at distance 4)
 MESH_FORMATS = ("ply", "obj", "glb")

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from models.rendering import Rays, render_chunked
+from models.rendering import render_chunked
+from utils.rays import Rays
 
 
 class DensityFloor:

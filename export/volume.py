@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from models.rendering import query_field
-from utils.mesh import lattice_axes, sample_lattice
+from export.mesh import lattice_axes, sample_lattice
 
 VOLUME_FORMAT = "nerf_pl-volume-v1"
 PERCENTILES = (50, 90, 99, 99.9)

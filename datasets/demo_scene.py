@@ -1,6 +1,6 @@
 """A small procedural Blender-format scene, ray-cast by this file (no download, no Blender).
 
-    python -m utils.demo_scene data/demo [--size 128] [--n_train 60]
+    python -m datasets.demo_scene data/demo [--size 128] [--n_train 60]
 
 Three textured solids (a striped sphere, a checkered box, a ringed cylinder) on a round plinth,
 Lambertian-shaded with a fixed light so colours do not depend on the view, written as RGBA PNGs

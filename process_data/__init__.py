@@ -1,0 +1,1 @@
+"""Camera poses from photos (COLMAP structure-from-motion): the science behind imgs2poses.py."""
