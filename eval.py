@@ -20,8 +20,8 @@ from tqdm import tqdm
 from datasets import make_dataset
 from datasets.base import CameraPath
 # models
+from models import load_model
 from models.rendering import render_chunked
-from utils.checkpoint import load_model
 # metrics
 from metrics import psnr, ssim
 # options, output

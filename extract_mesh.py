@@ -14,16 +14,16 @@ import torch
 
 # data, models
 from datasets import make_dataset
+from models import load_model
 from opt import check_opts, get_parser, parse_args
+from utils.errors import UserError, cli_main
 
 # mesh
-from utils.checkpoint import load_model
-from utils.errors import UserError, cli_main
 from export.mesh import (MESH_FORMATS, check_ranges, check_scene_bounds, density_lattice, keep_large_components,
-                        marching_cubes, scene_bounds_hint, vertex_normals, write_mesh)
+                         marching_cubes, scene_bounds_hint, vertex_normals, write_mesh)
 from export.mesh_color import fuse_view_colors, normal_colors, pick_views, shell_thickness, without_haze
 from export.volume import (density_preview, format_stats, save_preview_png, sigma_stats, suggest_threshold,
-                          volume_lattice, write_volume)
+                           volume_lattice, write_volume)
 
 
 OCCLUDER_FRACTION = 0.5  # visibility rays ignore density below this fraction of --sigma_threshold

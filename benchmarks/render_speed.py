@@ -29,11 +29,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from datasets.ray_utils import get_ray_directions, get_rays, look_at  # noqa: E402
-from models import build_fields  # noqa: E402
+from models import build_fields, load_model  # noqa: E402
 from models.rendering import render_chunked  # noqa: E402
-from utils.rays import Rays  # noqa: E402
 from opt import get_opts  # noqa: E402
-from utils.checkpoint import load_model  # noqa: E402
+from utils.rays import Rays  # noqa: E402
 
 
 def parse(argv=None):

@@ -4,6 +4,7 @@ import math
 from models.nerf import NeRF
 from models.ngp import NGPField
 from models.occupancy import OccupancyGrid
+from utils.checkpoint import load_checkpoint, load_fields_state, merge_hparams
 
 
 def build_fields(hparams, cameras=None):
@@ -34,3 +35,22 @@ def build_fields(hparams, cameras=None):
     if get("N_importance", 0) > 0:
         fields["fine"] = NeRF(**kwargs)
     return fields
+
+
+def load_model(hparams, explicit=(), device="cpu"):
+    """The one way eval.py, extract_mesh.py and test.ipynb get a trained model.
+
+    Reads ``hparams.ckpt_path`` (a training checkpoint or a weights-only file), merges its flags
+    (``utils.checkpoint.merge_hparams``), builds the fields and loads their weights.
+
+    Returns:
+        fields (dict level -> NeRF, in eval mode on ``device``), the merged hparams, and the
+        ``utils.checkpoint.load_checkpoint`` dict (for ``extras``).
+    """
+    ckpt = load_checkpoint(hparams.ckpt_path)
+    hparams = merge_hparams(hparams, set(explicit), ckpt)
+    fields = build_fields(hparams)
+    load_fields_state(fields, ckpt["state_dict"], source=hparams.ckpt_path)
+    for f in fields.values():
+        f.to(device).eval()
+    return fields, hparams, ckpt

@@ -302,7 +302,7 @@ def test_beer_spheric_learns(beer_dir, tmp_path):
     from metrics import psnr
     from models.rendering import render_chunked
     from opt import get_parser
-    from utils.checkpoint import load_model
+    from models import load_model
 
     run_script("train.py", "--dataset_name", "llff", "--root_dir", beer_dir, "--spheric_poses",
                "--img_wh", 36, 64, *TINY, "--lr", "2e-3", "--max_steps", 500, "--val_num", 2,

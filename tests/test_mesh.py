@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from conftest import run_script
-from datasets.ray_utils import get_ray_directions, get_rays
 from datasets.demo_scene import CAMERA_ANGLE_X, look_at_pose
+from datasets.ray_utils import get_ray_directions, get_rays
 from export.mesh import (check_ranges, density_lattice, keep_large_components, marching_cubes, read_glb,
-                        to_open3d, up_rotation, vertex_normals, write_glb)
+                         to_open3d, up_rotation, vertex_normals, write_glb)
 from export.mesh_color import (fuse_view_colors, normal_colors, project_points, sample_bilinear, shell_thickness,
-                              without_haze)
-from utils.errors import UserError
+                               without_haze)
 from export.volume import read_volume, save_preview_png, sigma_stats, volume_lattice, write_volume
+from utils.errors import UserError
 
 RED, GREEN, BLUE = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)
 

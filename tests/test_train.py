@@ -10,9 +10,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import TINY, run_script
 from datasets.blender import BlenderDataset
 from metrics import psnr
+from models import load_model
 from models.rendering import render_chunked
 from opt import get_opts
-from utils.checkpoint import load_checkpoint, load_model
+from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 
 

@@ -2,7 +2,7 @@
 
 A Lightning checkpoint (``ckpts/EXP/*.ckpt``) holds ``state_dict`` (keys ``nerf_coarse.*``,
 ``nerf_fine.*``), the training flags under ``hyper_parameters``, and the optimizer/loop state.
-A weights-only file (``utils/save_weights_only.py``) holds ``state_dict`` and ``hparams`` only,
+A weights-only file (``save_weights_only.py``) holds ``state_dict`` and ``hparams`` only,
 plus optional ``extras`` (e.g. the poses of an LLFF render path).
 """
 import os
@@ -127,7 +127,7 @@ def merge_hparams(hparams, explicit, ckpt):
         shape = infer_field_hparams(ckpt["state_dict"])
         if shape["fast"]:
             raise UserError(f"{hparams.ckpt_path} holds fast-path weights without their flags: "
-                            f"re-export it with utils/save_weights_only.py")
+                            f"re-export it with save_weights_only.py")
         stored = {k: shape[k] for k in ("net_depth", "net_width", "N_emb_xyz", "N_emb_dir")}
         if not shape["has_fine"]:
             stored["N_importance"] = 0
@@ -136,24 +136,3 @@ def merge_hparams(hparams, explicit, ckpt):
             value = stored[key]
             setattr(hparams, key, list(value) if isinstance(value, tuple) else value)
     return hparams
-
-
-def load_model(hparams, explicit=(), device="cpu"):
-    """The one way eval.py, extract_mesh.py and test.ipynb get a trained model.
-
-    Reads ``hparams.ckpt_path`` (a training checkpoint or a weights-only file), merges its flags
-    (``merge_hparams``), builds the fields and loads their weights.
-
-    Returns:
-        fields (dict level -> NeRF, in eval mode on ``device``), the merged hparams, and the
-        ``load_checkpoint`` dict (for ``extras``).
-    """
-    from models import build_fields  # here, so that utils stays importable without models
-
-    ckpt = load_checkpoint(hparams.ckpt_path)
-    hparams = merge_hparams(hparams, set(explicit), ckpt)
-    fields = build_fields(hparams)
-    load_fields_state(fields, ckpt["state_dict"], source=hparams.ckpt_path)
-    for f in fields.values():
-        f.to(device).eval()
-    return fields, hparams, ckpt
