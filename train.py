@@ -17,7 +17,7 @@ from datasets import make_dataset
 from datasets.base import RayBatchSampler
 
 # models
-from models import build_fields
+from models import build_fields, setup_fast_path
 from models.rendering import final_level, render_chunked, render_rays
 
 # optimizer, checkpoints
@@ -243,10 +243,7 @@ def main(argv=None):
     pl.seed_everything(hparams.seed, workers=True, verbose=False)
     # read the scene (and the checkpoint) before anything is written, so bad input leaves nothing behind
     train_ds, val_ds = make_dataset(hparams, "train"), make_dataset(hparams, "val")
-    if hparams.fast and hparams.aabb is None:
-        hparams.aabb = train_ds.scene_aabb()
-    if hparams.fast and torch.cuda.is_available():
-        torch.set_float32_matmul_precision("high")  # TF32 matmuls
+    setup_fast_path(hparams, train_ds)
     system = NeRFSystem(hparams, train_ds, val_ds)
     resume = load_start_weights(system, hparams)
 

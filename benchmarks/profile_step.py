@@ -20,11 +20,10 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile, record_function  # noqa: E402
 
-from benchmarks.train_speed import FAST_CPU, FAST_GPU, VANILLA  # noqa: E402
+from benchmarks.train_speed import FAST_CPU, FAST_GPU, VANILLA, training_fields  # noqa: E402
 from datasets.base import RayBatchSampler  # noqa: E402
 from datasets.blender import BlenderDataset  # noqa: E402
 from losses import MSELoss  # noqa: E402
-from models import build_fields  # noqa: E402
 from models.rendering import render_rays  # noqa: E402
 from opt import get_opts  # noqa: E402
 from utils.optim import get_optimizer  # noqa: E402
@@ -65,13 +64,7 @@ def main():
     flags = (FAST_CPU if a.device == "cpu" else FAST_GPU) if a.fast else VANILLA
     h = get_opts(["--root_dir", a.root_dir, "--img_wh", *map(str, a.img_wh), *flags])
     train = BlenderDataset(a.root_dir, "train", tuple(a.img_wh))
-    if h.fast:
-        h.aabb = train.scene_aabb()
-        torch.set_float32_matmul_precision("high")  # TF32 on GPUs, as train.py
-    fields = build_fields(h, cameras=train)
-    for f in fields.values():
-        f.to(device)
-    train.to(device)
+    fields = training_fields(h, train, device)
     opt = get_optimizer(h, list(fields.values()))
     batches = iter(RayBatchSampler(train.n_rays, h.batch_size))
     kw = dict(n_samples=h.N_samples, n_importance=h.N_importance, perturb=1.0, white_back=True)

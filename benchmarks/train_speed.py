@@ -29,7 +29,7 @@ from datasets.base import RayBatchSampler  # noqa: E402
 from datasets.blender import BlenderDataset  # noqa: E402
 from losses import MSELoss  # noqa: E402
 from metrics import psnr  # noqa: E402
-from models import build_fields  # noqa: E402
+from models import build_fields, setup_fast_path  # noqa: E402
 from models.rendering import render_chunked, render_rays  # noqa: E402
 from opt import get_opts  # noqa: E402
 from utils.optim import get_optimizer, get_scheduler  # noqa: E402
@@ -99,6 +99,17 @@ def evaluate(fields, h, rays, rgbs, device):
     return psnr(out["rgb"], rgbs).item(), len(rgbs) / seconds
 
 
+def training_fields(h, train, device):
+    """The fields train.py would build for ``h`` (fast path set up as there), and the training
+    set, on ``device``."""
+    setup_fast_path(h, train)
+    fields = build_fields(h, cameras=train)
+    for f in fields.values():
+        f.to(device)
+    train.to(device)
+    return fields
+
+
 def worker(a):
     """Train one mode; print JSON lines."""
     torch.manual_seed(a.seed)
@@ -109,14 +120,7 @@ def worker(a):
     train = BlenderDataset(a.root_dir, "train", tuple(a.img_wh))
     val = BlenderDataset(a.root_dir, "val", tuple(a.img_wh))
     eval_rays, eval_rgbs = held_out_rays(val, a.n_val, a.eval_rays)
-    if h.fast:
-        h.aabb = train.scene_aabb()
-    fields = build_fields(h, cameras=train)
-    for f in fields.values():
-        f.to(device)
-    train.to(device)
-    if h.fast:
-        torch.set_float32_matmul_precision("high")  # TF32 on GPUs, as train.py
+    fields = training_fields(h, train, device)
     opt = get_optimizer(h, list(fields.values()))
     sched = get_scheduler(h, opt) if h.fast else None  # vanilla: the seed's first epochs run at a constant lr
     loss_fn = MSELoss()

@@ -1,10 +1,24 @@
 """Networks, encodings, the volume renderer and the fast path's occupancy grid."""
 import math
 
+import torch
+
 from models.nerf import NeRF
 from models.ngp import NGPField
 from models.occupancy import OccupancyGrid
 from utils.checkpoint import load_checkpoint, load_fields_state, merge_hparams
+
+
+def setup_fast_path(hparams, train_ds):
+    """What the fast path needs before ``build_fields`` (train.py and the benchmarks): the scene box
+    ``hparams.aabb`` from the training cameras unless ``--aabb`` set it, and TF32 matmuls on GPUs.
+    Does nothing without ``hparams.fast``."""
+    if not hparams.fast:
+        return
+    if getattr(hparams, "aabb", None) is None:
+        hparams.aabb = train_ds.scene_aabb()
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls: the hash grid's MLPs do not need fp32
 
 
 def build_fields(hparams, cameras=None):
