@@ -1,181 +1,73 @@
-"""COLMAP sparse models (``cameras``, ``images``, ``points3D``; binary or text) in pure numpy.
+"""COLMAP sparse models (``cameras``, ``images``, ``points3D``; binary or text) as plain numpy records,
+and their conversion to LLFF's ``poses_bounds.npy`` rows.
 
-Reads the model files that ``colmap mapper`` / pycolmap write (any version up to the 3.12+
-layout, whose extra ``rigs``/``frames`` files are not needed here: ``images`` still stores each
-registered image's pose), and turns a model into LLFF's ``poses_bounds.npy`` rows.
+pycolmap reads the files (any COLMAP layout: with or without the 3.12+ ``rigs``/``frames`` files,
+binary or text); this module copies what the loader needs into the records below, so the rest
+of the code sees numpy arrays and never pycolmap objects.
 
 COLMAP conventions: ``qvec`` (w, x, y, z) and ``tvec`` give world-to-camera,
 ``x_cam = R(q) x_world + t``; camera axes x right, y down, z forward (the OpenCV convention).
 Pixel coordinates have the top-left corner of the image at (0, 0) (pixel centres at +0.5).
 """
 import os
-import struct
 from collections import namedtuple
 
 import numpy as np
 
 from utils.errors import UserError
 
-Camera = namedtuple("Camera", "id model width height params")
+Camera = namedtuple("Camera", "id model width height params")  # model: COLMAP's name, e.g. "PINHOLE"
+# xys: (N_points2D, 2) keypoints in pixels; point3D_ids: (N_points2D,) int64, -1 where none
 Image = namedtuple("Image", "id qvec tvec camera_id name xys point3D_ids")
+# image_ids, point2D_idxs: (track length,) int64, the observations of the point
 Point3D = namedtuple("Point3D", "id xyz rgb error image_ids point2D_idxs")
 
-# model id -> (name, number of parameters), as numbered in COLMAP's camera_models.h
-CAMERA_MODELS = {
-    0: ("SIMPLE_PINHOLE", 3), 1: ("PINHOLE", 4), 2: ("SIMPLE_RADIAL", 4), 3: ("RADIAL", 5),
-    4: ("OPENCV", 8), 5: ("OPENCV_FISHEYE", 8), 6: ("FULL_OPENCV", 12), 7: ("FOV", 5),
-    8: ("SIMPLE_RADIAL_FISHEYE", 4), 9: ("RADIAL_FISHEYE", 5), 10: ("THIN_PRISM_FISHEYE", 12),
-    11: ("RAD_TAN_THIN_PRISM_FISHEYE", 16),
-}
-MODEL_IDS = {name: (mid, n) for mid, (name, n) in CAMERA_MODELS.items()}
 # perspective models whose first parameters are (f, cx, cy) or (fx, fy, cx, cy)
 _SINGLE_FOCAL = ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL")
 _TWO_FOCALS = ("PINHOLE", "OPENCV", "FULL_OPENCV")
-
-_POINT2D = np.dtype([("x", "<f8"), ("y", "<f8"), ("id", "<i8")])  # uint64 max (no point) reads as -1
-_TRACK = np.dtype([("image_id", "<u4"), ("point2D_idx", "<u4")])
+MODEL_FILES = ("cameras", "images", "points3D")
 
 
-class _Reader:
-    """Little-endian reads from a bytes buffer, with a clear error when the file is cut short."""
-
-    def __init__(self, path):
-        self.path = path
-        with open(path, "rb") as f:
-            self.buf = f.read()
-        self.pos = 0
-
-    def read(self, fmt):
-        size = struct.calcsize("<" + fmt)
-        if self.pos + size > len(self.buf):
-            raise UserError(f"{self.path} is truncated or not a COLMAP model file")
-        out = struct.unpack_from("<" + fmt, self.buf, self.pos)
-        self.pos += size
-        return out
-
-    def array(self, dtype, count):
-        size = dtype.itemsize * count
-        if self.pos + size > len(self.buf):
-            raise UserError(f"{self.path} is truncated or not a COLMAP model file")
-        out = np.frombuffer(self.buf, dtype=dtype, count=count, offset=self.pos)
-        self.pos += size
-        return out
-
-    def string(self):
-        end = self.buf.find(b"\0", self.pos)
-        if end < 0:
-            raise UserError(f"{self.path} is truncated or not a COLMAP model file")
-        out = self.buf[self.pos:end].decode("utf-8")
-        self.pos = end + 1
-        return out
+def _image_record(image_id, im):
+    pose = im.cam_from_world()
+    x, y, z, w = pose.rotation.quat  # pycolmap stores (x, y, z, w); COLMAP's files and qvec use (w, x, y, z)
+    points2D = im.points2D
+    xys = np.array([p.xy for p in points2D], dtype=np.float64).reshape(-1, 2)
+    ids = np.array([p.point3D_id if p.has_point3D() else -1 for p in points2D], dtype=np.int64)
+    return Image(image_id, np.array([w, x, y, z], dtype=np.float64), np.array(pose.translation, dtype=np.float64),
+                 im.camera_id, im.name, xys, ids)
 
 
-def read_cameras_binary(path):
-    """``cameras.bin`` -> ``{camera_id: Camera}`` (params as a float64 array)."""
-    r, cameras = _Reader(path), {}
-    for _ in range(r.read("Q")[0]):
-        cam_id, model_id, width, height = r.read("IiQQ")
-        if model_id not in CAMERA_MODELS:
-            raise UserError(f"{path}: unknown camera model id {model_id}")
-        name, n_params = CAMERA_MODELS[model_id]
-        cameras[cam_id] = Camera(cam_id, name, width, height, np.array(r.read(f"{n_params}d")))
-    return cameras
-
-
-def read_images_binary(path):
-    """``images.bin`` -> ``{image_id: Image}`` (registered images only, as COLMAP writes them)."""
-    r, images = _Reader(path), {}
-    for _ in range(r.read("Q")[0]):
-        image_id, = r.read("I")
-        qt = r.read("7d")
-        camera_id, = r.read("I")
-        name = r.string()
-        pts = r.array(_POINT2D, r.read("Q")[0])
-        xys = np.stack([pts["x"], pts["y"]], -1)  # (N_points2D, 2)
-        images[image_id] = Image(image_id, np.array(qt[:4]), np.array(qt[4:]), camera_id, name, xys, pts["id"].copy())
-    return images
-
-
-def read_points3D_binary(path):
-    """``points3D.bin`` -> ``{point3D_id: Point3D}``."""
-    r, points = _Reader(path), {}
-    for _ in range(r.read("Q")[0]):
-        pid, x, y, z, cr, cg, cb, err, n_track = r.read("Q3d3BdQ")
-        track = r.array(_TRACK, n_track)
-        points[pid] = Point3D(pid, np.array([x, y, z]), np.array([cr, cg, cb], np.uint8), err,
-                              track["image_id"].astype(np.int64), track["point2D_idx"].astype(np.int64))
-    return points
-
-
-def _data_lines(path):
-    """Lines of a COLMAP text file, without comments (empty lines kept: an image may have no points)."""
-    with open(path) as f:
-        return [line.rstrip("\n") for line in f if not line.startswith("#")]
-
-
-def read_cameras_text(path):
-    """``cameras.txt`` -> ``{camera_id: Camera}``."""
-    cameras = {}
-    for line in _data_lines(path):
-        if not line.strip():
-            continue
-        tok = line.split()
-        if tok[1] not in MODEL_IDS:
-            raise UserError(f"{path}: unknown camera model {tok[1]}")
-        cam_id = int(tok[0])
-        cameras[cam_id] = Camera(cam_id, tok[1], int(tok[2]), int(tok[3]), np.array(tok[4:], dtype=np.float64))
-    return cameras
-
-
-def read_images_text(path):
-    """``images.txt`` (two lines per image) -> ``{image_id: Image}``."""
-    lines, images = _data_lines(path), {}
-    while lines and not lines[-1].strip():  # trailing blank lines
-        lines.pop()
-    i = 0
-    while i < len(lines):
-        if not lines[i].strip():  # stray blank line between records
-            i += 1
-            continue
-        tok = lines[i].split()
-        pts = np.array(lines[i + 1].split() if i + 1 < len(lines) else [], dtype=np.float64).reshape(-1, 3)
-        image_id = int(tok[0])
-        images[image_id] = Image(image_id, np.array(tok[1:5], dtype=np.float64), np.array(tok[5:8], dtype=np.float64),
-                                 int(tok[8]), " ".join(tok[9:]), pts[:, :2], pts[:, 2].astype(np.int64))
-        i += 2
-    return images
-
-
-def read_points3D_text(path):
-    """``points3D.txt`` -> ``{point3D_id: Point3D}``."""
-    points = {}
-    for line in _data_lines(path):
-        if not line.strip():
-            continue
-        tok = line.split()
-        pid = int(tok[0])
-        track = np.array(tok[8:], dtype=np.int64).reshape(-1, 2)
-        points[pid] = Point3D(pid, np.array(tok[1:4], dtype=np.float64), np.array(tok[4:7], dtype=np.uint8),
-                              float(tok[7]), track[:, 0], track[:, 1])
-    return points
+def _point_record(point_id, p):
+    track = np.array([(e.image_id, e.point2D_idx) for e in p.track.elements], dtype=np.int64).reshape(-1, 2)
+    return Point3D(point_id, np.array(p.xyz, dtype=np.float64), np.array(p.color, dtype=np.uint8), float(p.error),
+                   track[:, 0], track[:, 1])
 
 
 def read_model(folder):
     """Read a sparse model folder (e.g. ``scene/sparse/0``): binary files if present, else text.
 
     Returns:
-        ``(cameras, images, points3D)`` dicts keyed by COLMAP ids.
-    Raises UserError when the folder holds neither a complete binary nor a complete text model.
+        ``(cameras, images, points3D)`` dicts keyed by COLMAP ids; ``images`` holds the registered
+        images only (those with a pose).
+    Raises UserError when the folder holds neither a complete binary nor a complete text model,
+    or when a file is truncated or not a COLMAP model file.
     """
-    for ext, readers in ((".bin", (read_cameras_binary, read_images_binary, read_points3D_binary)),
-                         (".txt", (read_cameras_text, read_images_text, read_points3D_text))):
-        paths = [os.path.join(folder, f"{name}{ext}") for name in ("cameras", "images", "points3D")]
-        if all(os.path.isfile(p) for p in paths):
-            try:
-                return tuple(read(p) for read, p in zip(readers, paths))
-            except (ValueError, IndexError, UnicodeDecodeError) as err:
-                raise UserError(f"cannot parse the COLMAP model in {folder} ({err})") from None
-    raise UserError(f"{folder} holds no COLMAP model (cameras, images, points3D as .bin or .txt)")
+    if not any(all(os.path.isfile(os.path.join(folder, f"{name}{ext}")) for name in MODEL_FILES)
+               for ext in (".bin", ".txt")):
+        raise UserError(f"{folder} holds no COLMAP model (cameras, images, points3D as .bin or .txt)")
+    import pycolmap  # here: its import (about 0.7 s) is paid only when a model is read
+
+    try:
+        rec = pycolmap.Reconstruction(folder)
+    except (ValueError, IndexError, RuntimeError, MemoryError) as err:
+        raise UserError(f"cannot read the COLMAP model in {folder}: a file is truncated or not a COLMAP model "
+                        f"file ({err})") from None
+    cameras = {cid: Camera(cid, cam.model.name, cam.width, cam.height, np.array(cam.params, dtype=np.float64))
+               for cid, cam in rec.cameras.items()}
+    images = {iid: _image_record(iid, im) for iid, im in rec.images.items() if im.has_pose}
+    points = {pid: _point_record(pid, p) for pid, p in rec.points3D.items()}
+    return cameras, images, points
 
 
 def qvec_to_rotmat(qvec):

@@ -1,8 +1,9 @@
-"""datasets/colmap.py: COLMAP binary/text readers and the model -> poses_bounds conversion.
+"""datasets/colmap.py: COLMAP models (binary/text, read by pycolmap) as records, and the model ->
+poses_bounds conversion.
 
 The reference for the conversion is the beer capture's own ``poses_bounds.npy``, computed from
 the same ``sparse/0`` model (each image's near/far = the 0.1 / 99.9 percentiles of the depths of
-its observations). The text files are written by pycolmap itself, an independent writer.
+its observations). The text files are written by pycolmap.
 """
 import shutil
 
