@@ -171,8 +171,12 @@ def up_rotation(up):
 
 
 def write_glb(path, vertices, triangles, colors, up=None):
-    """A binary glTF 2.0 file: one unlit mesh with vertex colours (open3d's .glb writer embeds
-    base64 buffers that its own reader rejects, so this one is written by hand).
+    """A binary glTF 2.0 file: one unlit mesh with vertex colours.
+
+    Written by hand, not by ``o3d.io.write_triangle_mesh``: measured with open3d 0.20, its .glb
+    holds a base64 buffer that its own reader rejects ("Buffer view ... out of range"), an index
+    accessor whose max (11 for 4 vertices) is wrong, no material (so viewers light the colours) and
+    sRGB colours stored as if linear (washed out).
 
     glTF is +y up with linear colours: the mesh is turned so that ``up`` (the scene's up axis,
     e.g. +z for Blender scenes; None: no turn) becomes +y, and the sRGB colours are linearized.
