@@ -27,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
+from torch.profiler import record_function  # noqa: E402
 
 from datasets.base import RayBatchSampler  # noqa: E402
 from datasets.blender import BlenderDataset  # noqa: E402
@@ -41,6 +42,7 @@ from utils.optim import get_optimizer, get_scheduler  # noqa: E402
 VARIANTS = {"today": "--max_steps 2000", "default": ""}
 
 
+@record_function("nerf/encoding")
 def legacy_forward(self, x):
     """The hash encoding as it was before the fused version (one gather of ``(N, L, 8, F)`` corner
     features, then the weighted sum), for the ``today`` baseline. Same values and gradients."""
