@@ -52,7 +52,7 @@ def get_parser(description="Train a NeRF (PyTorch Lightning).", training=True):
     model.add_argument("--N_emb_dir", type=int, default=4, help="positional-encoding frequencies for directions")
     fast = parser.add_argument_group("fast path (--fast): hash-grid field, occupancy grid, ray marching")
     fast.add_argument("--fast", action="store_true", default=False,
-                      help="train the fast path instead of the seed's NeRF (presets: see FAST_PRESET in opt.py)")
+                      help="train the fast path instead of the seed's NeRF (defaults: FAST_PRESET in opt.py, and FAST_CPU_PRESET when training on the CPU)")
     fast.add_argument("--aabb", nargs=6, type=float, default=None,
                       help="scene box xmin ymin zmin xmax ymax zmax (default: from the dataset)")
     fast.add_argument("--grid_resolution", type=int, default=128, help="occupancy grid cells per side")
@@ -76,6 +76,10 @@ def get_parser(description="Train a NeRF (PyTorch Lightning).", training=True):
                            help="epochs; one epoch visits every training ray once")
         train.add_argument("--max_steps", type=int, default=-1,
                            help="stop after this many optimizer steps (-1: train for --num_epochs)")
+        train.add_argument("--max_time", type=str, default=None,
+                           help="stop training after this long: minutes (e.g. 15 or 7.5) or DD:HH:MM:SS; the final "
+                                "validation and checkpoint are still written. With --fast the learning-rate "
+                                "decay follows whichever of --max_steps and --max_time runs out first")
         train.add_argument("--num_gpus", type=int, default=1,
                            help="GPUs per node (0, or no GPU present: train on the CPU)")
         train.add_argument("--cpu_processes", type=int, default=1,
@@ -123,20 +127,48 @@ PRECISIONS = ("32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true"
 # What --fast changes, for the flags not typed on the command line (the fast path trains with
 # per-step learning-rate decay: x0.33 at 50%, 75% and 90% of --max_steps, after a 1% warmup).
 FAST_PRESET = {"lr": 1e-2, "batch_size": 4096, "max_steps": 20000, "noise_std": 0.0, "N_importance": 0}
+# ... and on a machine without a GPU (or with --num_gpus 0): grids and batches sized for a few CPU
+# cores and images of up to ~200 pixels (benchmarks/RESULTS.md measures them on 2 cores).
+FAST_CPU_PRESET = {"batch_size": 1024, "grid_resolution": 64, "hash_levels": 8, "hash_log2_size": 15,
+                   "hash_max_res": 256, "march_steps": 384}
 
 
 def apply_fast_preset(hparams, explicit):
-    """Fill the fast path's defaults into ``hparams`` for flags the user did not type."""
+    """Fill the fast path's defaults into ``hparams`` for flags the user did not type: the GPU
+    preset (with bf16 autocast where supported), or the CPU one when training runs on the CPU."""
     if getattr(hparams, "fast", False):
         preset = dict(FAST_PRESET)
         import torch
 
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        on_gpu = torch.cuda.is_available() and getattr(hparams, "num_gpus", 1) > 0
+        if on_gpu and torch.cuda.is_bf16_supported():
             preset["precision"] = "bf16-mixed"  # bf16 autocast: the MLP's matmuls at tensor-core speed
+        if not on_gpu:
+            preset.update(FAST_CPU_PRESET)
         for key, value in preset.items():
             if key not in explicit and hasattr(hparams, key):
                 setattr(hparams, key, value)
     return hparams
+
+
+def parse_max_time(value):
+    """``--max_time`` as seconds (float): minutes ("15", "7.5") or Lightning's "DD:HH:MM:SS".
+    Raises UserError on anything else."""
+    text = str(value).strip()
+    try:
+        if ":" in text:
+            parts = [float(p) for p in text.split(":")]
+            if len(parts) != 4 or min(parts) < 0:
+                raise ValueError
+            days, hours, minutes, seconds = parts
+            total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+        else:
+            total = float(text) * 60
+    except ValueError:
+        total = None
+    if total is None or not total > 0 or total == float("inf"):
+        raise UserError(f"--max_time {value} is not a duration: give minutes (e.g. 15) or DD:HH:MM:SS (e.g. 00:00:15:00)")
+    return total
 
 
 def check_opts(hparams):
@@ -164,6 +196,8 @@ def check_opts(hparams):
     steps = getattr(hparams, "max_steps", -1)
     if steps is not None and (steps == 0 or steps < -1):
         raise UserError(f"--max_steps must be positive (or -1: train for --num_epochs), got {steps}")
+    if getattr(hparams, "max_time", None) is not None:
+        parse_max_time(hparams.max_time)
     precision = getattr(hparams, "precision", None)
     if precision is not None and str(precision) not in PRECISIONS:
         raise UserError(f"--precision {precision} is not one of {', '.join(PRECISIONS)}")

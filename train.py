@@ -8,6 +8,7 @@ import math
 import os
 import warnings
 from argparse import Namespace
+from datetime import timedelta
 
 import torch
 from torch.utils.data import DataLoader
@@ -21,7 +22,7 @@ from models import build_fields, setup_fast_path
 from models.rendering import final_level, render_chunked, render_rays
 
 # optimizer, checkpoints
-from opt import get_opts
+from opt import get_opts, parse_max_time
 from utils.checkpoint import load_checkpoint, load_fields_state
 from utils.errors import UserError, cli_main
 from utils.optim import get_learning_rate, get_optimizer, get_scheduler
@@ -33,7 +34,7 @@ from metrics import psnr, ssim
 
 # lightning
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint, Timer, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 
 
@@ -77,9 +78,17 @@ class NeRFSystem(pl.LightningModule):
 
     def configure_optimizers(self):
         optimizer = get_optimizer(self.hparams, list(self.fields.values()))
-        scheduler = get_scheduler(self.hparams, optimizer)
+        scheduler = get_scheduler(self.hparams, optimizer, time_fraction=self.time_fraction)
         interval = "step" if self.hparams.get("fast") else "epoch"  # the fast path decays per step
         return [optimizer], [{"scheduler": scheduler, "interval": interval}]
+
+    def time_fraction(self):
+        """Share of the ``--max_time`` budget used so far (0 without one); Lightning's Timer keeps
+        the elapsed time in the checkpoint, so a resumed run goes on from there."""
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None) if self._trainer else None
+        if timer is None or not self.hparams.get("max_time"):
+            return 0.0
+        return timer.time_elapsed("train") / parse_max_time(self.hparams.max_time)
 
     def train_dataloader(self):
         self.train_sampler = RayBatchSampler(self.train_dataset.n_rays, self.hparams.batch_size,
@@ -221,8 +230,9 @@ def build_trainer(hparams, steps_per_epoch):
     val_every = max(1, round(hparams.val_every * steps_per_epoch))
     ckpt_cb = BestAndLastCheckpoint(dirpath=os.path.join("ckpts", hparams.exp_name), filename="best-{epoch:02d}-{step}",
                                     monitor="val/psnr", mode="max", save_top_k=1, save_last=True)
+    max_time = None if hparams.max_time is None else timedelta(seconds=parse_max_time(hparams.max_time))
     return pl.Trainer(
-        max_epochs=hparams.num_epochs, max_steps=hparams.max_steps,
+        max_epochs=hparams.num_epochs, max_steps=hparams.max_steps, max_time=max_time,
         accelerator=accelerator, devices=devices, num_nodes=hparams.num_nodes, strategy=strategy,
         precision=hparams.precision, use_distributed_sampler=False,  # RayBatchSampler shards itself
         callbacks=[ckpt_cb, TQDMProgressBar(refresh_rate=10)],

@@ -59,7 +59,18 @@ def main():
     p.add_argument("--img_wh", nargs=2, type=int, default=[100, 100])
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--legacy_encoding", action="store_true",
+                   help="profile the hash encoding as it was before the fused version (cpu_quality.py's baseline)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
     a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.legacy_encoding:
+        from benchmarks.cpu_quality import legacy_forward
+        from models.hash_encoding import HashEncoding
+
+        HashEncoding.forward = legacy_forward
+    torch.manual_seed(0)  # the same initial fields and rays for every variant
     device = torch.device(a.device)
     flags = (FAST_CPU if a.device == "cpu" else FAST_GPU) if a.fast else VANILLA
     h = get_opts(["--root_dir", a.root_dir, "--img_wh", *map(str, a.img_wh), *flags])
@@ -93,7 +104,7 @@ def main():
     wall = (time.perf_counter() - t0) / a.steps
     parts = {k: v / a.steps for k, v in exclusive_times(prof.events(), a.device == "cuda").items()}
     parts["other"] = max(0.0, wall - sum(parts.values()))
-    print(json.dumps({"mode": "fast" if h.fast else "vanilla", "device": a.device, "img_wh": a.img_wh,
+    print(json.dumps({"mode": ("fast_legacy_encoding" if a.legacy_encoding else "fast") if h.fast else "vanilla", "device": a.device, "img_wh": a.img_wh,
                       "batch_size": h.batch_size, "s_per_step_profiled": round(wall, 4),
                       "share": {k: round(v / wall, 3) for k, v in parts.items()},
                       "seconds": {k: round(v, 4) for k, v in parts.items()}}))

@@ -9,29 +9,34 @@ trilinear interpolation of its cell's 8 vertices, concatenated over levels.
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.profiler import record_function  # named scopes for benchmarks/profile_step.py
 
 PRIMES = (1, 2654435761, 805459861)
 
 
-class _Gather(torch.autograd.Function):
-    """``table[idx]`` whose backward is a plain ``index_add_``: on the CPU several times faster
-    than the sort-based backward of ``embedding`` / advanced indexing."""
+class _Interpolate(torch.autograd.Function):
+    """Weighted sum of table rows, ``out[b] = sum_c w[b, c] * table[idx[b, c]]``, for the 8 corners
+    of a cell. The forward is one ``embedding_bag`` (gather and sum in a single kernel, without the
+    ``(B, 8, F)`` intermediate); the backward a plain ``index_add_`` (on the CPU several times faster
+    than the sort-based backward of ``embedding`` / advanced indexing). No gradient reaches the
+    weights: the points are not optimized."""
 
     @staticmethod
-    def forward(ctx, table, idx):
-        ctx.save_for_backward(idx)
+    def forward(ctx, table, idx, w):
+        ctx.save_for_backward(idx, w)
         ctx.n_rows = table.shape[0]
-        return table.index_select(0, idx.reshape(-1)).view(*idx.shape, table.shape[1])
+        return F.embedding_bag(idx, table, per_sample_weights=w.to(table.dtype), mode="sum")  # (B, F)
 
     @staticmethod
     def backward(ctx, grad):
-        (idx,) = ctx.saved_tensors
+        idx, w = ctx.saved_tensors
+        rows = (w.to(grad.dtype)[:, :, None] * grad[:, None, :]).reshape(-1, grad.shape[-1])  # (B * 8, F)
         grad_table = grad.new_zeros(ctx.n_rows, grad.shape[-1])
         # int64 indices: index_add_ takes a much slower path with int32 ones
-        grad_table.index_add_(0, idx.reshape(-1).long(), grad.reshape(-1, grad.shape[-1]))
-        return grad_table, None
+        grad_table.index_add_(0, idx.reshape(-1).long(), rows)
+        return grad_table, None, None
 
 
 class HashEncoding(nn.Module):
@@ -76,30 +81,30 @@ class HashEncoding(nn.Module):
 
     @record_function("nerf/encoding")
     def forward(self, x):
-        N, L = x.shape[0], self.n_levels
-        u = self.normalize(x)  # (N, 3)
-        pos = u[:, None, :] * self.res[None, :, None]  # (N, L, 3)
-        cell = pos.floor().clamp(max=self.res[None, :, None] - 1)  # keeps u = 1 inside the last cell
-        frac = pos - cell  # (N, L, 3)
+        N, L, k = x.shape[0], self.n_levels, self.n_dense  # levels 0..k-1 are dense, the finer ones hashed
+        # Level-major layout (L, N, ...): each level group is one contiguous block, and every
+        # per-axis term below is (L, N, 2), an eighth of the full (L, N, 8) corner tensors.
+        pos = self.res[:, None, None] * self.normalize(x)[None]  # (L, N, 3)
+        cell = torch.minimum(pos.floor(), self.res[:, None, None] - 1)  # keeps u = 1 inside the last cell
+        frac = pos - cell  # (L, N, 3)
         # Integer work in int32: half the memory traffic of int64, and the hash only needs the low
-        # bits, which wrapping int32 products keep. Per axis, the cell's two vertex coordinates
-        # (N, L, 3, 2); corners come from broadcasting the three axes, (N, L, 2, 2, 2) -> (N, L, 8).
+        # bits, which wrapping int32 products keep.
         cell = cell.to(torch.int32)
-        v = torch.stack([cell, cell + 1], -1)
-        k = self.n_dense  # levels 0..k-1 are dense, the finer ones hashed
-        parts = []
-        if k:
-            stride = self.stride[None, :k, None]  # (1, k, 1)
-            vx, vy, vz = v[:, :k, 0], v[:, :k, 1] * stride, v[:, :k, 2] * (stride * stride)
-            parts.append(vx[..., :, None, None] + vy[..., None, :, None] + vz[..., None, None, :])
-        if k < L:
-            hx, hy, hz = (v[:, k:, a] * self.primes[a] for a in range(3))  # (N, L - k, 2) each
-            parts.append((hx[..., :, None, None] ^ hy[..., None, :, None] ^ hz[..., None, None, :]) & (self.table_size - 1))
-        idx = (parts[0] if len(parts) == 1 else torch.cat(parts, 1)).view(N, L, 8) + self.offsets[None, :, None]
-        feats = _Gather.apply(self.table, idx)  # (N, L, 8, F)
-
+        idx = torch.empty(L, N, 2, 2, 2, dtype=torch.int32, device=x.device)  # corner (i, j, l) of each cell
+        if k:  # dense: offset + x + y * stride + z * stride^2, the offset folded into the x term
+            s = self.stride[:k, None]  # (k, 1)
+            ax = torch.stack([cell[:k, :, 0], cell[:k, :, 0] + 1], -1) + self.offsets[:k, None, None]  # (k, N, 2)
+            ay = torch.stack([cell[:k, :, 1], cell[:k, :, 1] + 1], -1) * s[..., None]
+            az = torch.stack([cell[:k, :, 2], cell[:k, :, 2] + 1], -1) * (s * s)[..., None]
+            torch.add((ax[..., :, None] + ay[..., None, :])[..., None], az[..., None, None, :], out=idx[:k])
+        if k < L:  # hashed: (x p1 xor y p2 xor z p3) mod T; the mod (a mask) distributes over xor
+            mask = self.table_size - 1
+            h = [torch.stack([cell[k:, :, a], cell[k:, :, a] + 1], -1) * self.primes[a] & mask for a in range(3)]
+            torch.bitwise_xor((h[0][..., :, None] ^ h[1][..., None, :])[..., None], h[2][..., None, None, :],
+                              out=idx[k:])
+            idx[k:] += self.offsets[k:, None, None, None, None]
         # trilinear weights: per axis (1 - f, f), multiplied across axes like the indices
-        w = torch.stack([1 - frac, frac], -1)  # (N, L, 3, 2)
-        w = w[:, :, 0, :, None, None] * w[:, :, 1, None, :, None] * w[:, :, 2, None, None, :]
-        out = (feats * w.reshape(N, L, 8, 1).to(feats.dtype)).sum(2)  # (N, L, F)
-        return out.reshape(N, self.out_channels)
+        w = torch.stack([1 - frac, frac], -1)  # (L, N, 3, 2)
+        w = (w[:, :, 0, :, None] * w[:, :, 1, None, :]).reshape(L, N, 4, 1) * w[:, :, 2, None, :]  # (L, N, 4, 2)
+        out = _Interpolate.apply(self.table, idx.view(L * N, 8), w.reshape(L * N, 8))  # (L * N, F)
+        return out.view(L, N, -1).transpose(0, 1).reshape(N, self.out_channels)

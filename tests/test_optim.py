@@ -81,3 +81,13 @@ def test_ranger_state_round_trip():
             o.step()
     assert torch.allclose(model.weight, model2.weight)
     assert opt2.param_groups is opt2.base.param_groups
+
+
+def test_fast_schedule_follows_time_when_the_budget_runs_out_first():
+    from utils.optim import fast_lr_factor
+
+    assert fast_lr_factor(500, 20000) == 1.0  # 2.5% of the steps: no decay yet
+    assert fast_lr_factor(500, 20000, time_fraction=0.6) == pytest.approx(0.33)  # 60% of --max_time used
+    assert fast_lr_factor(500, 20000, time_fraction=0.95) == pytest.approx(0.33 ** 3)
+    assert fast_lr_factor(15000, 20000, time_fraction=0.1) == pytest.approx(0.33 ** 2)  # steps decide
+    assert fast_lr_factor(10, 20000, time_fraction=0.99) < 0.1  # warmup comes first

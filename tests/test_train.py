@@ -139,6 +139,8 @@ def _bad(tmp_path, *args):
 @pytest.mark.parametrize("flags, expect", [
     (["--precision", "fp16"], "--precision fp16 is not one of"), (["--lr", "-1"], "--lr must be positive"),
     (["--weight_decay", "-1"], "--weight_decay must be >= 0"), (["--max_steps", "0"], "--max_steps must be positive"),
+    (["--max_time", "soon"], "--max_time soon is not a duration"), (["--max_time", "0"], "--max_time 0 is not"),
+    (["--max_time", "00:15:00"], "DD:HH:MM:SS"),
 ])
 def test_bad_training_flags_are_named(flags, expect):
     with pytest.raises(UserError, match=expect):
@@ -167,3 +169,24 @@ def test_bad_input_gives_one_clear_line(demo_dir, demo_ckpt, tmp_path):
     ckpt, _ = demo_ckpt  # a 4x64 checkpoint into an 8x128 network
     line = _bad(tmp_path, "--root_dir", demo_dir, "--ckpt_path", ckpt, *tiny, "--net_width", 128)
     assert "4x64" in line and "4x128" in line
+
+
+def test_max_time_stops_training_and_still_validates(demo_dir, tmp_path):
+    """A 4-second budget on a run of 10,000 steps: it stops early, validates and writes last.ckpt."""
+    run_script("train.py", "--root_dir", demo_dir, "--img_wh", 16, 16, *TINY, "--max_steps", 10000,
+               "--max_time", "00:00:00:04", "--val_num", 1, "--exp_name", "timed", cwd=tmp_path)
+    ckpt = load_checkpoint(str(tmp_path / "ckpts" / "timed" / "last.ckpt"))
+    assert 0 < ckpt["raw"]["global_step"] < 10000
+    val, _ = scalars(tmp_path, "timed", "val/psnr")
+    assert len(val) >= 1
+
+
+def test_max_time_formats_and_cpu_preset():
+    from opt import parse_max_time
+
+    assert parse_max_time("15") == 900 and parse_max_time("0.5") == 30
+    assert parse_max_time("01:02:03:04") == ((24 + 2) * 60 + 3) * 60 + 4
+    h = get_opts(["--root_dir", "scene", "--fast", "--num_gpus", "0"])
+    assert (h.batch_size, h.grid_resolution, h.hash_levels, h.hash_max_res) == (1024, 64, 8, 256)
+    h = get_opts(["--root_dir", "scene", "--fast", "--num_gpus", "0", "--hash_levels", "12", "--batch_size", "2048"])
+    assert (h.hash_levels, h.batch_size, h.grid_resolution) == (12, 2048, 64)  # typed flags win

@@ -111,20 +111,25 @@ def lr_factor(epoch, hparams):
     return (m if W > 0 else 1.0) * decay_factor(epoch - max(W, 0), hparams)
 
 
-def fast_lr_factor(step, max_steps):
+def fast_lr_factor(step, max_steps, time_fraction=0.0):
     """The fast path's per-step schedule: linear warmup over 1% of the steps, then x0.33 at 50%,
-    75% and 90% of ``max_steps`` (nerfacc's Instant-NGP recipe)."""
+    75% and 90% of the run (nerfacc's Instant-NGP recipe). The run's progress is the larger of
+    ``step / max_steps`` and ``time_fraction`` (the share of a ``--max_time`` budget used), so a
+    time-limited run still decays before it stops."""
     warmup = max(1, max_steps // 100)
     if step < warmup:
         return 0.01 + 0.99 * step / warmup
-    return 0.33 ** sum(step >= f * max_steps for f in (0.5, 0.75, 0.9))
+    progress = max(step / max_steps, time_fraction)
+    return 0.33 ** sum(progress >= f for f in (0.5, 0.75, 0.9))
 
 
-def get_scheduler(hparams, optimizer):
+def get_scheduler(hparams, optimizer, time_fraction=None):
     """A ``LambdaLR`` stepped once per epoch (``--lr_scheduler``, ``--warmup_epochs``), or once per
-    step for the fast path (``fast_lr_factor``)."""
+    step for the fast path (``fast_lr_factor``; ``time_fraction``: a callable giving the share of
+    the ``--max_time`` budget used so far, or None)."""
     if getattr(hparams, "fast", False):
-        return LambdaLR(optimizer, lambda step: fast_lr_factor(step, hparams.max_steps))
+        return LambdaLR(optimizer, lambda step: fast_lr_factor(step, hparams.max_steps,
+                                                               time_fraction() if time_fraction else 0.0))
     return LambdaLR(optimizer, lambda epoch: lr_factor(epoch, hparams))
 
 
