@@ -33,9 +33,9 @@ from datasets.base import RayBatchSampler  # noqa: E402
 from datasets.blender import BlenderDataset  # noqa: E402
 from losses import MSELoss  # noqa: E402
 from metrics import psnr  # noqa: E402
-from models import build_fields  # noqa: E402
 from models.hash_encoding import HashEncoding  # noqa: E402
 from models.rendering import render_chunked, render_rays  # noqa: E402
+from benchmarks.train_speed import training_fields  # noqa: E402
 from opt import get_opts  # noqa: E402
 from utils.optim import get_optimizer, get_scheduler  # noqa: E402
 
@@ -113,8 +113,7 @@ def train_variant(a, name, flags):
     train = BlenderDataset(a.root_dir, "train", tuple(a.img_wh))
     val = BlenderDataset(a.root_dir, "val", tuple(a.img_wh))
     views = [val[round(i * (len(val) - 1) / max(a.n_val - 1, 1))] for i in range(a.n_val)]
-    h.aabb = train.scene_aabb()
-    fields = build_fields(h, cameras=train)
+    fields = training_fields(h, train, torch.device("cpu"))
     budget = a.minutes * 60
     clock, step, epoch = 0.0, 0, 0
     opt = get_optimizer(h, list(fields.values()))
