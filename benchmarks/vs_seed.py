@@ -158,8 +158,22 @@ def _train_step(side, rays8, rgbs):
 
 
 def peak_memory_mb(device):
+    """Peak GPU memory allocated, or on the CPU this process's peak RSS."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return peak_rss_mb()
+
+
+def peak_rss_mb():
+    """Peak RSS of this process image (``VmHWM``). Not ``ru_maxrss``: Linux carries that across
+    fork + exec, so a worker would report its (bigger) parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -46,7 +46,9 @@ def test_one_training_step_matches_the_seed(cfg):
     for m_seed, level in zip(seed.models, ("coarse", "fine")):
         after = seed_state_from_ours(ours.fields[level].state_dict())
         for name, p in m_seed.named_parameters():
-            torch.testing.assert_close(after[name], p.detach(), rtol=1e-5, atol=1e-6)
+            # Adam's first step is lr * g / (|g| + eps): tiny gradients amplify float noise, so the
+            # tolerance is a fraction of a step (lr 5e-4)
+            torch.testing.assert_close(after[name], p.detach(), rtol=1e-5, atol=2e-5)
 
 
 def test_whole_training_steps_agree_over_a_few_steps():
