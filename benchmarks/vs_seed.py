@@ -11,7 +11,8 @@ Each side lives in its own worker process (so each peak-memory figure is its own
 CPU, ``torch.cuda.max_memory_allocated`` on a GPU), with ``--threads`` CPU threads; the parent
 makes them take turns, ``--steps`` timed steps at a time for ``--rounds`` rounds, alternating which
 side goes first, so both see the same machine load. Prints one JSON line per config
-(``s_per_step`` = median step time of each side, ``ratio`` = ours / seed) and a markdown table.
+(``s_per_step`` = median step time of each side, ``ratio`` = ours / seed; also the process CPU
+seconds per step and their ratio, steadier on a shared machine) and a markdown table.
 Both sides run in full float32 by default; ``--ours_precision tf32|bf16`` (GPU) runs ours with TF32
 matmuls or bf16 autocast (``--precision bf16-mixed`` of train.py) against the seed's float32.
 
@@ -193,17 +194,18 @@ def worker(a):
         n = int(line.split()[1]) if line.startswith("run") else 0
         if n <= 0:
             break
-        times = []
+        times, cpu = [], []
         for _ in range(n):
             rays, rgbs = random_batch(a.batch, device, gen)  # outside the timer
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             loss = step(rays, rgbs)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
-        print(json.dumps({"times": times, "peak_mem_mb": peak_memory_mb(device), "loss": float(loss)}), flush=True)
+            cpu.append(time.process_time() - c0)
+        print(json.dumps({"times": times, "cpu_times": cpu, "peak_mem_mb": peak_memory_mb(device), "loss": float(loss)}), flush=True)
 
 
 class Worker:
@@ -246,7 +248,7 @@ def compare(config, a, log=print, deadline=None):
             w.read()  # ready
         for w in workers.values():
             w.request(f"run {a.warmup}")
-        times = {side: [] for side in SIDES}
+        times, cpu = {side: [] for side in SIDES}, {side: [] for side in SIDES}
         round_ratio, last = [], {}
         for r in range(a.rounds):
             if r > 0 and deadline is not None and time.perf_counter() > deadline:
@@ -257,6 +259,7 @@ def compare(config, a, log=print, deadline=None):
             for side in order:
                 last[side] = workers[side].request(f"run {a.steps}")
                 times[side] += last[side]["times"]
+                cpu[side] += last[side]["cpu_times"]
                 med[side] = statistics.median(last[side]["times"])
             round_ratio.append(med["ours"] / med["seed"])
             log(f"  {config} round {r + 1}/{a.rounds}: ours {med['ours']:.4f} s, seed {med['seed']:.4f} s")
@@ -264,9 +267,13 @@ def compare(config, a, log=print, deadline=None):
         for w in workers.values():
             w.close()
     s = {side: statistics.median(times[side]) for side in SIDES}
+    c = {side: statistics.median(cpu[side]) for side in SIDES}
     return {"config": config, **parse_config(config), "batch": a.batch, "device": device_name(a.device),
             "threads": a.threads, "ours_precision": a.ours_precision, "s_per_step": {k: round(v, 5) for k, v in s.items()},
-            "ratio": round(s["ours"] / s["seed"], 3), "ratio_per_round": [round(v, 3) for v in round_ratio],
+            "ratio": round(s["ours"] / s["seed"], 3),
+            # CPU seconds of the process per step: less sensitive than wall time to other processes' load
+            "cpu_s_per_step": {k: round(v, 5) for k, v in c.items()}, "cpu_ratio": round(c["ours"] / c["seed"], 3),
+            "ratio_per_round": [round(v, 3) for v in round_ratio],
             "peak_mem_mb": {side: round(last[side]["peak_mem_mb"], 1) for side in SIDES},
             "steps_each": len(times["ours"]), "loadavg_1m": round(os.getloadavg()[0], 2)}
 
@@ -276,11 +283,12 @@ def device_name(device):
 
 
 def table(rows):
-    lines = ["| config | rays | device | ours precision | ours s/step | seed s/step | ours/seed | ours peak MB | seed peak MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| config | rays | device | ours precision | ours s/step | seed s/step | ours/seed | "
+             "CPU s/step ours / seed | ours peak MB | seed peak MB |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['D']}x{r['W']}, {r['N_samples']}+{r['N_importance']} | {r['batch']} | {r['device']} | {r['ours_precision']} | "
                      f"{r['s_per_step']['ours']:.4f} | {r['s_per_step']['seed']:.4f} | **{r['ratio']:.2f}x** | "
+                     f"{r['cpu_s_per_step']['ours']:.3f} / {r['cpu_s_per_step']['seed']:.3f} = {r['cpu_ratio']:.2f}x | "
                      f"{r['peak_mem_mb']['ours']:.0f} | {r['peak_mem_mb']['seed']:.0f} |")
     return "\n".join(lines)
 
