@@ -19,7 +19,7 @@ def ssim(pred, gt, window_size=11):
     Args: pred, gt: ``(H, W, 3)`` or ``(N, 3, H, W)`` in [0, 1]. Returns a scalar tensor.
     (The seed used a 3x3 window, which gives different numbers.)
     """
-    from kornia.metrics import ssim as kornia_ssim  # imported here: PSNR alone needs no kornia (GPU checks)
+    from kornia.metrics import ssim as kornia_ssim  # imported here: PSNR alone needs no kornia (e.g. on a bare GPU image)
 
     if pred.dim() == 3:
         pred, gt = pred.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None]

@@ -1,5 +1,6 @@
 """The NeRF MLP (a radiance field): points and view directions -> density and colour."""
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.encoding import PosEmbedding
@@ -16,7 +17,11 @@ class NeRF(nn.Module):
     A radiance field for ``models.rendering``: ``forward(x, d) -> (sigma, rgb)`` and the
     density-only twin ``query_density(x) -> sigma``. Points and directions are in world (or NDC)
     coordinates; directions need not be normalized (the seed feeds them as they come).
+    ``d`` may also hold one direction per ray (``per_ray_directions``): it is then encoded once per
+    ray and broadcast over the ray's samples, as the seed does.
     """
+
+    per_ray_directions = True  # forward accepts d (N_rays, 3) for N_rays * S consecutive samples
 
     def __init__(self, depth=8, width=256, n_freqs_xyz=10, n_freqs_dir=4, skips=(4,)):
         super().__init__()
@@ -42,8 +47,12 @@ class NeRF(nn.Module):
         h = x_enc
         for i, layer in enumerate(self.xyz_layers):
             if i in self.skips:
-                h = torch.cat([x_enc, h], -1)
-            h = layer(h)
+                # layer(cat[x_enc, h]) as two products into one output: no concatenated copy, and
+                # no gradient is computed for x_enc's block (x_enc needs none)
+                lin, n = layer[0], x_enc.shape[-1]
+                h = torch.relu_(torch.addmm(F.linear(x_enc, lin.weight[:, :n], lin.bias), h, lin.weight[:, n:].t()))
+            else:
+                h = layer(h)
         return h
 
     def query_density(self, x):
@@ -54,11 +63,21 @@ class NeRF(nn.Module):
         return self.sigma(self._features(x)).squeeze(-1)
 
     def forward(self, x, d):
-        """Args: x ``(N, 3)`` points, d ``(N, 3)`` view directions.
+        """Args: x ``(N, 3)`` points; d ``(N, 3)`` their view directions, or ``(R, 3)`` one per ray
+        when x holds ``S = N / R`` consecutive samples of each of R rays (ray-major, as the renderer
+        lays them out).
 
         Returns: sigma ``(N,)`` raw density, rgb ``(N, 3)`` in [0, 1].
         """
+        n, n_dirs = x.shape[0], d.shape[0]
+        if n_dirs and n % n_dirs:
+            raise ValueError(f"{n} points do not split into samples of {n_dirs} rays")
         h = self._features(x)
         sigma = self.sigma(h).squeeze(-1)
-        h = self.dir_layer(torch.cat([self.xyz_final(h), self.embed_dir(d)], -1))
-        return sigma, self.rgb(h)
+        # dir_layer(cat[xyz_final(h), enc(d)]) with its weights split in two blocks: the direction's
+        # product is taken once per direction and broadcast over that ray's samples
+        lin = self.dir_layer[0]
+        dir_part = F.linear(self.embed_dir(d), lin.weight[:, self.width:], lin.bias)  # (R, W/2)
+        h = F.linear(self.xyz_final(h), lin.weight[:, :self.width])  # (N, W/2)
+        h = h.view(n_dirs, n // max(n_dirs, 1), -1).add_(dir_part[:, None]).view(n, -1)
+        return sigma, self.rgb(torch.relu_(h))

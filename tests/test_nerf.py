@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from models import build_fields
@@ -30,3 +31,20 @@ def test_density_ignores_view_direction():
 def test_build_fields_coarse_only():
     assert set(build_fields({"N_importance": 0, "net_depth": 2, "net_width": 8})) == {"coarse"}
     assert set(build_fields({"N_importance": 4, "net_depth": 2, "net_width": 8})) == {"coarse", "fine"}
+
+
+def test_one_direction_per_ray_equals_one_per_sample():
+    from models.rendering import query_field
+
+    torch.manual_seed(0)
+    net = NeRF(depth=6, width=32)
+    x, d = torch.randn(5 * 7, 3), torch.randn(5, 3)
+    per_sample = net(x, d.repeat_interleave(7, 0))
+    per_ray = net(x, d)
+    for a, b in zip(per_ray, per_sample):
+        torch.testing.assert_close(a, b)
+    pieces = query_field(net, x, d, max_points=10)  # split into pieces of whole rays (1 ray = 7 points)
+    for a, b in zip(pieces, per_sample):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="do not split"):
+        net(x[:-1], d)
