@@ -19,6 +19,7 @@ Writes ``cpu_quality.jsonl`` (one line per measurement) and ``cpu_quality.png`` 
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -188,7 +189,7 @@ def main():
 
     for i, (name, _) in enumerate(specs):
         cmd = base + ["--worker", name]
-        if a.parallel:
+        if a.parallel and shutil.which("taskset"):
             cores = ",".join(str(c) for c in range(a.first_core + i * a.threads, a.first_core + (i + 1) * a.threads))
             cmd = ["taskset", "-c", cores] + cmd
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
