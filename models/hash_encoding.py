@@ -107,4 +107,4 @@ class HashEncoding(nn.Module):
         w = torch.stack([1 - frac, frac], -1)  # (L, N, 3, 2)
         w = (w[:, :, 0, :, None] * w[:, :, 1, None, :]).reshape(L, N, 4, 1) * w[:, :, 2, None, :]  # (L, N, 4, 2)
         out = _Interpolate.apply(self.table, idx.view(L * N, 8), w.reshape(L * N, 8))  # (L * N, F)
-        return out.view(L, N, -1).transpose(0, 1).reshape(N, self.out_channels)
+        return out.view(L, N, self.n_features).transpose(0, 1).reshape(N, self.out_channels)

@@ -109,6 +109,10 @@ class OccupancyGrid(nn.Module):
         self.opacity[idx] = torch.maximum(self.opacity[idx] * decay, new)
         cut = min(self.opacity[valid].mean().item(), threshold)
         self.occupied = (self.opacity > cut) & valid
+        if not self.occupied.any():
+            # every cell alike (e.g. densities that all underflowed to 0): an empty grid would give no
+            # samples, hence no gradients, and could never recover, so keep every visible cell
+            self.occupied = valid.clone()
 
     def occupancy_rate(self):
         return self.occupied.float().mean().item()

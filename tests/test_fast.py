@@ -118,6 +118,18 @@ def test_cells_no_camera_sees_are_never_occupied():
     assert not grid.occupied[(centres[:, :2].abs() > 1.0).any(-1)].any()  # stays excluded
 
 
+def test_a_grid_of_identical_cells_never_empties():
+    """Densities that are the same everywhere (all underflowed to 0, say) must not leave the grid
+    empty: no cell would then be sampled, no gradient would flow, and training could not recover."""
+    grid = OccupancyGrid(BOX, resolution=8)
+    grid.opacity[:10] = -1  # unseen cells stay excluded
+    for step in range(0, 64, 16):
+        grid.update(step, lambda x: torch.zeros(len(x)))
+    assert grid.occupied[10:].all() and not grid.occupied[:10].any()
+    grid.update(64, SphereField(radius=0.8, value=100.0).query_density)  # real structure: pruned again
+    assert 0 < grid.occupancy_rate() < 0.5
+
+
 def test_march_keeps_only_occupied_samples_inside_the_range():
     grid, _ = _sphere_grid()
     rays = make_rays(n=32)
