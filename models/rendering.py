@@ -16,11 +16,12 @@ from torch.profiler import record_function  # named scopes for benchmarks/profil
 
 from utils.rays import Rays
 
-# On the CPU the fields run on pieces of this many points (whole rays): each activation (8192 x 256
-# float32 = 8 MB) then stays under glibc's 32 MB mmap threshold and reuses freed heap memory, where one
-# big piece gets fresh zero-filled pages from the kernel at every step (~3 GB of page faults per step
-# with the seed's networks at 1024 rays, a fifth of the step). Same products, same results.
-CPU_PIECE_POINTS = 1 << 13
+# On the CPU the fields run on pieces of at most this many points (whole rays): each activation
+# (30,000 x 256 float32 = 29 MB) then stays under glibc's 32 MB mmap threshold and reuses freed heap
+# memory, where bigger blocks get fresh zero-filled pages from the kernel at every step (~3 GB of page
+# faults per step with the seed's networks at 1024 rays, ~15% of the step). Few pieces: each op's
+# thread barrier is costly on a busy machine. Same products, same results.
+CPU_PIECE_POINTS = 30000
 
 
 @record_function("nerf/sampling")
