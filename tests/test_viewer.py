@@ -171,7 +171,7 @@ def test_eval_splits_get_their_own_folders(demo_ckpt, tmp_path, monkeypatch):
     import eval as eval_mod
 
     monkeypatch.chdir(tmp_path)
-    base = ["--ckpt_path", str(demo_ckpt[0]), "--no_depth", "--img_wh", "16", "16"]
+    base = ["--ckpt_path", str(demo_ckpt[0]), "--no_depth", "--img_wh", "8", "8", "--scene_name", "demo"]
     eval_mod.main(base + ["--split", "test"])
     eval_mod.main(base + ["--split", "val"])
     for split, n in (("test", 8), ("val", 4)):
@@ -221,6 +221,7 @@ def test_live_callback_serves_and_refreshes_a_weight_copy(demo_dir):
         assert cb.renderer.weights_version == 1
         for a, b in zip(copy.parameters(), Module.fields["coarse"].parameters()):
             assert torch.equal(a, b)
+        cb.server.sessions.pop(0)
     finally:
         cb.close()
     assert cb.server is None
