@@ -259,3 +259,18 @@ def test_bad_input(demo_ckpt, tmp_path, capsys):
     (tmp_path / "notes.ply").write_text("not a mesh\n")
     code, err = run_viewer_cli(["--ckpt_path", ckpt, "--port", free, "--mesh", str(tmp_path / "notes.ply")], capsys)
     assert code == 2 and "notes.ply is not a triangle mesh" in err and "Traceback" not in err
+
+
+def test_viewer_render_at_a_training_camera_equals_eval(viewer, lego_ckpt):
+    """Independent of viewer.camera.view_dataset: the browser's camera at training view 0 (through
+    the OpenCV round trip), at the training size and field of view, renders what eval.py renders
+    from the dataset's own rays for that view."""
+    from datasets import make_dataset
+    from eval import render_view
+
+    r = viewer.renderer
+    ds = make_dataset(r.h, "train")
+    c2w = viser_to_c2w(*c2w_to_viser(ds.poses[0].numpy()))
+    mine = r.render(c2w, viewer.fov0, ds.img_wh)["rgb"]
+    ref = render_view(r.fields, ds, 0, r.h, "cpu")[0]
+    assert (mine - ref).abs().max() < 1e-4

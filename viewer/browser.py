@@ -39,12 +39,13 @@ def _devtools_page(port, deadline):
     raise TimeoutError("chromium's DevTools port did not answer")
 
 
-def screenshot(url, path, size=(800, 600), ready=lambda: True, timeout=30.0, settle=0.5, chromium=None):
+def screenshot(url, path, size=(800, 600), ready=lambda: True, timeout=30.0, settle=0.5, chromium=None, script=None):
     """Open ``url`` in headless Chromium and write a PNG screenshot of ``size`` ``(W, H)`` to ``path``.
 
     Args:
         ready: polled every 0.1 s after the page opens; the screenshot is taken ``settle`` seconds
             after it first returns True (the browser needs a moment to draw what arrived).
+        script: JavaScript run in the page just before the screenshot (e.g. to close a notice).
     Returns:
         True when ``ready()`` became true before ``timeout``, else False (a screenshot is written anyway).
     """
@@ -83,6 +84,9 @@ def screenshot(url, path, size=(800, 600), ready=lambda: True, timeout=30.0, set
                     break
                 time.sleep(0.1)
             time.sleep(settle)
+            if script:
+                call("Runtime.evaluate", expression=script)
+                time.sleep(0.3)
             data = call("Page.captureScreenshot", format="png")["data"]
         with open(path, "wb") as f:
             f.write(base64.b64decode(data))
