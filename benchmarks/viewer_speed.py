@@ -7,7 +7,8 @@
 Renders exactly as the viewer does (``viewer.render.SceneRenderer`` after its calibration, the
 first image sized by ``first_width`` for the default 0.2 s "time per frame"), from a camera 4
 units from the origin (a Blender-style view, near 2, far 6, 40 degree field of view), square
-images. Without checkpoints the networks are freshly initialized: the vanilla renderer's cost does
+images. Without checkpoints (the seed-sized network only on a GPU: on a CPU its 512-px frame
+takes minutes) the networks are freshly initialized: the vanilla renderer's cost does
 not depend on the weights; the fast path's does (a fresh occupancy grid is all occupied, so it is
 its slowest case). Prints one JSON line per model: ``{"model", "first_image_s", "first_width",
 "frame_s", "width", "rays_per_s", "fps"}``. Figures on a shared machine are only comparable within
@@ -53,6 +54,8 @@ def models(args, device):
             yield os.path.basename(os.path.dirname(os.path.abspath(path))) or path, fields, h
         return
     for name, flags in FRESH.items():
+        if name.startswith("seed") and not str(device).startswith("cuda"):
+            continue  # ~minutes per 512-px frame on a CPU: time it on a GPU (or with --ckpt_path)
         torch.manual_seed(0)
         h = get_opts(["--root_dir", "unused", "--num_gpus", "0", *flags.split()])
         fields = build_fields(h)
@@ -74,6 +77,7 @@ def main(argv=None):
         r = SceneRenderer(fields, Namespace(**vars(h)) if not isinstance(h, Namespace) else h,
                           blender_scene(c2w[None]), args.device)
         r.calibrate(c2w, fov)
+        r.render(c2w, fov, (first_width(r.rays_per_s, args.frame_time, 1.0, args.width),) * 2)  # a first move
         firsts, frames = [], []
         for _ in range(args.repeats):
             w0 = first_width(r.rays_per_s, args.frame_time, 1.0, args.width)

@@ -84,8 +84,10 @@ class SceneRenderer:
                 "opacity": cat["opacity"].view(H, W)}
 
     def calibrate(self, c2w, fov_y):
-        """Measure rays/s on a small image, so that the first image after a move is sized right."""
-        self.render(c2w, fov_y, (24, 16), piece_s=1e9)
+        """Measure rays/s on a small image (twice: the first pass also warms up), so that the first
+        image after a move is sized right from the start; every later piece refines the estimate."""
+        for _ in range(2):
+            self.render(c2w, fov_y, (48, 32), piece_s=1e9)
 
     def depth_range(self):
         """Colour scale of depth pictures: the scene's near/far (NDC scenes: 0-1)."""
