@@ -123,7 +123,7 @@ def load_views(h, ckpt):
     return make_dataset(h, h.split)
 
 
-def test_render_kwargs(h, ds):
+def eval_render_kwargs(h, ds):
     """How eval.py (and the viewer) render: the checkpoint's sampling, deterministic, no noise."""
     return dict(n_samples=h.N_samples, n_importance=h.N_importance, use_disp=h.use_disp,
                 perturb=0.0, noise_std=0.0, white_back=ds.white_back, test_time=True)
@@ -134,7 +134,7 @@ def render_view(fields, ds, i, h, device):
     Rays are built for this image only; render_chunked moves every chunk's outputs to the CPU,
     so the device holds at most one image of rays and one chunk of samples."""
     W, H = ds.img_wh
-    out = render_chunked(fields, ds.rays(i).to(device), chunk=h.chunk, to_cpu=True, **test_render_kwargs(h, ds))
+    out = render_chunked(fields, ds.rays(i).to(device), chunk=h.chunk, to_cpu=True, **eval_render_kwargs(h, ds))
     return out["rgb"].view(H, W, 3).clamp(0, 1), out["depth"].view(H, W), out["opacity"].view(H, W)
 
 

@@ -112,9 +112,11 @@ def test_browser_shows_the_rendered_scene(viewer, tmp_path):
     assert b.std() > 5, "the model's render is uniform: not a useful comparison"
     corr = np.corrcoef(a.ravel(), b.ravel())[0, 1]
     assert corr > 0.9 and np.median(np.abs(a - b)) < 10, (corr, np.median(np.abs(a - b)))
-    # the tab opened at the first training camera
+    # the tab opened at the first training camera: its position and viewing direction (the page's
+    # orbit controls may level a slight roll of the training camera about the world's up)
     c2w, _, _ = session.camera()
-    assert np.allclose(c2w, viewer.poses[0], atol=1e-4)
+    assert np.allclose(c2w[:, 3], viewer.poses[0][:, 3], atol=1e-4)
+    assert np.allclose(c2w[:, 2], viewer.poses[0][:, 2], atol=1e-3)
     # the closed browser leaves no session and no running render thread behind
     deadline = time.time() + 10
     while (viewer.sessions or session.thread.is_alive()) and time.time() < deadline:

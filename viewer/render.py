@@ -1,6 +1,6 @@
 """Rendering for the viewer: one model shared by all browser tabs, a progressive loop per tab.
 
-A view is rendered exactly as ``eval.py`` renders a frame (``eval.test_render_kwargs``, rays from
+A view is rendered exactly as ``eval.py`` renders a frame (``eval.eval_render_kwargs``, rays from
 ``viewer.camera.view_dataset``), but in pieces, so that a camera move cancels the render within a
 piece, and several tabs take turns on the model (a lock per piece).
 """
@@ -11,7 +11,7 @@ import time
 import numpy as np
 import torch
 
-from eval import test_render_kwargs
+from eval import eval_render_kwargs
 from models.rendering import render_chunked
 from utils.visualization import depth_to_rgb, to_uint8
 from viewer.camera import intrinsics, view_dataset
@@ -62,7 +62,7 @@ class SceneRenderer:
         W, H = img_wh
         ds = view_dataset(self.scene, np.asarray(c2w)[None], intrinsics(fov_y, img_wh), img_wh)
         rays = ds.rays(0)
-        kwargs = test_render_kwargs(self.h, ds)
+        kwargs = eval_render_kwargs(self.h, ds)
         outs, start = [], 0
         while start < len(rays):
             if cancelled():
