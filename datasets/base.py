@@ -85,7 +85,7 @@ class BaseDataset(Dataset):
         """The cameras as plain arrays (no images): ``CameraPath.from_state`` rebuilds them."""
         K = self.Ks if self.directions.dim() == 3 else self.K
         return dict(K=np.array(K, dtype=np.float32), img_wh=list(self.img_wh),
-                    poses=self.poses.numpy(), near=float(self.near), far=float(self.far),
+                    poses=self.poses.cpu().numpy(), near=float(self.near), far=float(self.far),
                     ndc=bool(self.ndc), white_back=bool(self.white_back), image_names=self.image_names)
 
     def __len__(self):

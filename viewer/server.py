@@ -91,19 +91,21 @@ class ViewerServer:
         self.defaults = {"max_width": int(max_width), "frame_time": float(frame_time), "mode": "rgb"}
         self.sessions = {}
         self.lock = threading.Lock()
+        scene = renderer.scene
+        self.poses = np.asarray(scene["poses"], dtype=np.float64)
+        self.fov0 = fov_y_of(reference_K(scene), scene["img_wh"])
+        self.up = up_direction(self.poses)
+        self.has_mesh = mesh is not None
+        renderer.calibrate(self.poses[0], self.fov0)
+        # everything a tab needs exists before the server starts: a tab may connect at once
         self.server = viser.ViserServer(host=host, port=port, label=title, verbose=False)
         if self.server.get_port() != port:  # taken between the check and the bind
             self.server.stop()
             raise UserError(f"port {port} is in use: try --port {self.server.get_port()}")
         self.port = port
-        scene = renderer.scene
-        self.poses = np.asarray(scene["poses"], dtype=np.float64)
-        self.fov0 = fov_y_of(reference_K(scene), scene["img_wh"])
-        self.up = up_direction(self.poses)
-        self._build_scene(mesh, aabb)
-        renderer.calibrate(self.poses[0], self.fov0)
         self.server.on_client_connect(self._connect)
         self.server.on_client_disconnect(self._disconnect)
+        self._build_scene(mesh, aabb)
 
     # ------------------------------------------------------------------ scene
     def _build_scene(self, mesh, aabb):
@@ -130,7 +132,6 @@ class ViewerServer:
         wxyz, pos = c2w_to_viser(self.poses[0])
         cam = self.server.initial_camera
         cam.position, cam.look_at, cam.up, cam.fov = pos, look_target(scene), self.up, self.fov0
-        self.has_mesh = mesh is not None
 
     # ------------------------------------------------------------------ clients
     def _connect(self, client):
