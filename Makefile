@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean-demo
+.PHONY: install demo test clean-demo chromium
 
 install: $(STAMP)
 
@@ -46,10 +46,21 @@ demo: install
 	$(PY) eval.py --ckpt_path ckpts/demo/last.ckpt --scene_name demo --split test --fps 20
 	$(PY) extract_mesh.py --ckpt_path ckpts/demo/last.ckpt --scene_name demo --N_grid 96 --n_views 10 \
 		--x_range -1.1 1.1 --y_range -1.1 1.1 --z_range -0.8 0.8 --sigma_threshold 5
-	@echo "demo done: results/blender/demo/ (demo.gif, demo.mp4, metrics.json, demo.ply), logs/demo, ckpts/demo"
+	@echo "demo done: results/blender/demo/test/ (demo.gif, demo.mp4, metrics.json), results/blender/demo/demo.ply, logs/demo, ckpts/demo"
+	@echo "look around: $(PY) viewer.py --ckpt_path ckpts/demo/last.ckpt --mesh results/blender/demo/demo.ply  (then open http://localhost:7007)"
 
-test: install
+test: install chromium
 	$(PY) -m pytest -q tests
+
+# The viewer's browser test needs Chromium; install it from Debian when possible (the test skips without it).
+chromium:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then \
+	  echo "[install] chromium (for the viewer's browser test)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  ($$SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	   ($$SUDO apt-get update -qq >/dev/null && $$SUDO apt-get install -y -qq chromium >/dev/null)) || \
+	  echo "[install] warning: could not install chromium; the viewer's browser test will be skipped"; \
+	fi
 
 clean-demo:
 	rm -rf data/demo ckpts/demo logs/demo results/blender/demo

@@ -2,7 +2,10 @@
 
     python eval.py --ckpt_path ckpts/lego/last.ckpt --root_dir data/lego --split test
 
-writes ``results/{dataset_name}/{scene_name}/``: ``NNN.png`` frames in the split's order,
+    python eval.py --ckpt_path ckpts/lego/last.ckpt --path_json my_path.json   # a path saved in viewer.py
+
+writes ``results/{dataset_name}/{scene_name}/{split}/`` (a path JSON: ``.../{json stem}/``), so that
+runs of different splits never touch each other's files: ``NNN.png`` frames in the split's order,
 ``{scene_name}.gif`` / ``.mp4``, ``depth/NNN.pfm`` with ``{scene_name}_depth.gif`` / ``.mp4``
 (one colour scale for all frames), ``metrics.json`` (PSNR/SSIM, when the split has ground truth)
 and ``render_info.json``. Model and scene flags not typed come from the checkpoint.
@@ -29,6 +32,8 @@ from opt import check_opts, get_parser, parse_args
 from utils.errors import UserError, cli_main
 from utils.io import VideoWriter, check_out_dir, publish, write_pfm
 from utils.visualization import depth_to_rgb, to_uint8
+from viewer.camera import scene_cameras, view_dataset
+from viewer.paths import read_path
 
 SPLITS = ("train", "val", "test", "path")
 DEFAULT_SPLIT = {"blender": "test", "llff": "path"}
@@ -43,8 +48,11 @@ def get_eval_parser():
                     help="name of the results folder and videos (default: the name of --root_dir)")
     ev.add_argument("--split", type=str, default=None, choices=SPLITS,
                     help="views to render (default: test for blender, the render path for llff)")
+    ev.add_argument("--path_json", type=str, default=None,
+                    help="render the camera path of this JSON file (saved by viewer.py) instead of a split")
     ev.add_argument("--out_dir", type=str, default=None,
-                    help="output folder (default: results/{dataset_name}/{scene_name})")
+                    help="output folder (default: results/{dataset_name}/{scene_name}/{split}, "
+                         "or .../{json stem} with --path_json)")
     ev.add_argument("--fps", type=int, default=30, help="frames per second of the videos")
     ev.add_argument("--save_depth", dest="save_depth", action="store_true", default=True,
                     help="write depth maps (.pfm) and a depth video (the default)")
@@ -92,7 +100,11 @@ def depth_range(depth, opacity, near, far):
 
 def load_views(h, ckpt):
     """The dataset to render. A weights-only file may carry its render path (``extras["path"]``):
-    it is used for ``--split path`` when the scene folder is not at hand."""
+    it is used for ``--split path`` when the scene folder is not at hand. With ``--path_json``:
+    the path's cameras in the training scene's setting (near/far, NDC, background)."""
+    if h.path_json:
+        path = read_path(h.path_json)
+        return view_dataset(scene_cameras(h, ckpt, with_images=False), path["poses"], path["Ks"], path["img_wh"])
     state = ckpt["extras"].get("path") if isinstance(ckpt["extras"], dict) else None
     if h.split == "path" and state and not (h.root_dir and os.path.isdir(h.root_dir)):
         state = {k: (v.numpy() if torch.is_tensor(v) else v) for k, v in state.items()}
@@ -111,14 +123,18 @@ def load_views(h, ckpt):
     return make_dataset(h, h.split)
 
 
+def eval_render_kwargs(h, ds):
+    """How eval.py (and the viewer) render: the checkpoint's sampling, deterministic, no noise."""
+    return dict(n_samples=h.N_samples, n_importance=h.N_importance, use_disp=h.use_disp,
+                perturb=0.0, noise_std=0.0, white_back=ds.white_back, test_time=True)
+
+
 def render_view(fields, ds, i, h, device):
     """Render image ``i`` of ``ds``: rgb ``(H, W, 3)``, depth ``(H, W)``, opacity ``(H, W)`` on the CPU.
     Rays are built for this image only; render_chunked moves every chunk's outputs to the CPU,
     so the device holds at most one image of rays and one chunk of samples."""
     W, H = ds.img_wh
-    out = render_chunked(fields, ds.rays(i).to(device), chunk=h.chunk, to_cpu=True,
-                         n_samples=h.N_samples, n_importance=h.N_importance, use_disp=h.use_disp,
-                         perturb=0.0, noise_std=0.0, white_back=ds.white_back, test_time=True)
+    out = render_chunked(fields, ds.rays(i).to(device), chunk=h.chunk, to_cpu=True, **eval_render_kwargs(h, ds))
     return out["rgb"].view(H, W, 3).clamp(0, 1), out["depth"].view(H, W), out["opacity"].view(H, W)
 
 
@@ -171,12 +187,17 @@ def main(argv=None):
     device = pick_device(args.device)
     fields, h, ckpt = load_model(args, explicit, device)
     check_opts(Namespace(**{**vars(h), "root_dir": h.root_dir or "(from the checkpoint)"}))
-    h.split = h.split or DEFAULT_SPLIT.get(h.dataset_name, "test")
+    if h.path_json and h.split:
+        raise UserError("--path_json and --split both choose the views to render: give one")
+    h.split = "path_json" if h.path_json else h.split or DEFAULT_SPLIT.get(h.dataset_name, "test")
     root_name = os.path.basename(os.path.abspath(h.root_dir)) if h.root_dir else ""
     h.scene_name = h.scene_name or root_name or "scene"
-    h.out_dir = h.out_dir or os.path.join("results", h.dataset_name, h.scene_name)
+    folder = os.path.splitext(os.path.basename(h.path_json))[0] if h.path_json else h.split
+    h.out_dir = h.out_dir or os.path.join("results", h.dataset_name, h.scene_name, folder)
     check_out_dir(h.out_dir)
     ds = load_views(h, ckpt)
+    if h.path_json:
+        h.fps = h.fps if "fps" in explicit else read_path(h.path_json)["fps"]
 
     with publish(h.out_dir) as tmp:
         per_view, vrange = render_all(fields, ds, h, device, tmp)

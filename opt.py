@@ -116,6 +116,13 @@ def get_parser(description="Train a NeRF (PyTorch Lightning).", training=True):
         optim.add_argument("--decay_gamma", type=float, default=0.1, help="steplr: decay factor")
         optim.add_argument("--poly_exp", type=float, default=0.9, help="poly: exponent")
 
+        view = parser.add_argument_group("live viewer")
+        view.add_argument("--viewer", action="store_true",
+                          help="serve the viewer's page (viewer.py) live while training, at --viewer_port")
+        view.add_argument("--viewer_port", type=int, default=7007, help="port of the live viewer's page")
+        view.add_argument("--viewer_every", type=int, default=50,
+                          help="refresh the live viewer's weights every N steps (while a browser is open)")
+
         parser.add_argument("--exp_name", type=str, default="exp",
                             help="experiment name: logs in logs/EXP, checkpoints in ckpts/EXP")
     return parser

@@ -36,6 +36,8 @@ from metrics import psnr, ssim
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint, Timer, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
+# the live viewer (--viewer)
+from viewer.callback import viewer_callbacks
 
 
 class NeRFSystem(pl.LightningModule):
@@ -224,7 +226,7 @@ class BestAndLastCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
-def build_trainer(hparams, steps_per_epoch):
+def build_trainer(hparams, steps_per_epoch, extra_callbacks=()):
     accelerator, devices, strategy = trainer_devices(hparams)
     # validate every --val_every epochs, counted in steps so that it also works across epochs
     val_every = max(1, round(hparams.val_every * steps_per_epoch))
@@ -235,7 +237,7 @@ def build_trainer(hparams, steps_per_epoch):
         max_epochs=hparams.num_epochs, max_steps=hparams.max_steps, max_time=max_time,
         accelerator=accelerator, devices=devices, num_nodes=hparams.num_nodes, strategy=strategy,
         precision=hparams.precision, use_distributed_sampler=False,  # RayBatchSampler shards itself
-        callbacks=[ckpt_cb, TQDMProgressBar(refresh_rate=10)],
+        callbacks=[ckpt_cb, TQDMProgressBar(refresh_rate=10), *extra_callbacks],
         logger=TensorBoardLogger(save_dir="logs", name=hparams.exp_name, default_hp_metric=False),
         val_check_interval=val_every, check_val_every_n_epoch=None,
         num_sanity_val_steps=1 if accelerator == "gpu" else 0,
@@ -259,7 +261,8 @@ def main(argv=None):
 
     world = trainer_devices(hparams)[1] * hparams.num_nodes
     steps_per_epoch = math.ceil(train_ds.n_rays / (hparams.batch_size * world))
-    trainer = build_trainer(hparams, steps_per_epoch)
+    live = viewer_callbacks(hparams)  # --viewer: checks the port now, serves from on_fit_start
+    trainer = build_trainer(hparams, steps_per_epoch, live)
     trainer.fit(system, ckpt_path=resume)
     return trainer
 

@@ -31,6 +31,7 @@ class BaseDataset(Dataset):
     """
 
     ndc = False
+    ndc_ref = None  # (focal, W, H) of the camera defining the NDC map; None: this dataset's own
     white_back = False
 
     def __init__(self, root_dir, split="train", img_wh=(800, 800), **kwargs):
@@ -84,7 +85,7 @@ class BaseDataset(Dataset):
         """The cameras as plain arrays (no images): ``CameraPath.from_state`` rebuilds them."""
         K = self.Ks if self.directions.dim() == 3 else self.K
         return dict(K=np.array(K, dtype=np.float32), img_wh=list(self.img_wh),
-                    poses=self.poses.numpy(), near=float(self.near), far=float(self.far),
+                    poses=self.poses.cpu().numpy(), near=float(self.near), far=float(self.far),
                     ndc=bool(self.ndc), white_back=bool(self.white_back), image_names=self.image_names)
 
     def __len__(self):
@@ -109,8 +110,8 @@ class BaseDataset(Dataset):
         c2w = self.poses[img_idx]  # (3, 4) or (N_rays, 3, 4)
         rays_o, rays_d = get_rays(dirs, c2w)
         if self.ndc:
-            W, H = self.img_wh
-            rays_o, rays_d = get_ndc_rays(H, W, float(self.K[0, 0]), 1.0, rays_o, rays_d)
+            focal, W, H = self.ndc_ref or (float(self.K[0, 0]), *self.img_wh)
+            rays_o, rays_d = get_ndc_rays(H, W, focal, 1.0, rays_o, rays_d)
         ones = torch.ones_like(rays_o[:, :1])
         return Rays(rays_o, rays_d, ones * self.near, ones * self.far)
 
@@ -165,14 +166,17 @@ class CameraPath(BaseDataset):
     """Cameras without images, built from arrays: a render path carried by a weights-only file.
 
     ``BaseDataset.camera_state()`` of any split gives the dict this is rebuilt from, so
-    ``eval.py --split path`` can render a scene from the model file alone.
+    ``eval.py --split path`` can render a scene from the model file alone. ``ndc_ref``
+    ``(focal, W, H)``: the training camera whose NDC map a view of another size or field of
+    view must keep (the viewer, ``eval.py --path_json``).
     """
 
-    def __init__(self, K, img_wh, poses, near, far, ndc=False, white_back=False, image_names=None):
+    def __init__(self, K, img_wh, poses, near, far, ndc=False, white_back=False, image_names=None, ndc_ref=None):
         self._state = dict(K=np.asarray(K, dtype=np.float32), poses=np.asarray(poses, dtype=np.float32),
                            near=float(near), far=float(far), ndc=bool(ndc), white_back=bool(white_back))
         super().__init__(root_dir=None, split="path", img_wh=img_wh)
         self.image_names = image_names
+        self.ndc_ref = tuple(float(v) for v in ndc_ref) if ndc_ref else None
 
     def read_meta(self, split, **_):
         s = self._state

@@ -98,5 +98,5 @@ def test_path_split_is_a_turntable(demo_dir, demo_ckpt, tmp_path):
     ckpt, _ = demo_ckpt
     run_script("eval.py", "--ckpt_path", ckpt, "--split", "path", "--img_wh", 8, 8, "--no_depth",
                "--scene_name", "turn", cwd=tmp_path)
-    out = tmp_path / "results" / "blender" / "turn"
+    out = tmp_path / "results" / "blender" / "turn" / "path"
     assert len(list(out.glob("[0-9][0-9][0-9].png"))) == 120 and (out / "turn.mp4").stat().st_size > 0

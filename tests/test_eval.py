@@ -79,10 +79,11 @@ def check_outputs(out, scene_name, n, wh):
 
 @pytest.fixture(scope="module")
 def demo_eval(demo_ckpt, demo_dir):
-    """eval.py on the demo checkpoint, default split (test: 8 views), default output folder."""
+    """eval.py on the demo checkpoint, default split (test: 8 views), default output folder
+    (``results/{dataset_name}/{scene_name}/{split}``)."""
     ckpt, work = demo_ckpt
     eval_script("--ckpt_path", ckpt, cwd=work)
-    return work / "results" / "blender" / demo_dir.name
+    return work / "results" / "blender" / demo_dir.name / "test"
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +145,7 @@ def test_lego_test_split_written_by_us(lego_ckpt, lego_dir, tmp_path):
     (scene / "transforms_test.json").write_text(json.dumps(meta))
 
     eval_script("--ckpt_path", ckpt, "--root_dir", scene, "--scene_name", "lego", "--no_depth", cwd=tmp_path)
-    out = tmp_path / "results" / "blender" / "lego"
+    out = tmp_path / "results" / "blender" / "lego" / "test"
     assert pngs(out) == [f"{i:03d}.png" for i in range(6)]
     assert not (out / "depth").exists() and not (out / "lego_depth.mp4").exists()
     metrics = json.loads((out / "metrics.json").read_text())
@@ -232,7 +233,7 @@ def test_portable_render_path_without_scene(demo_ckpt, demo_eval, demo_dir, tmp_
     """A weights-only file that carries its render path renders it with no scene folder at all."""
     portable = portable_file(demo_ckpt, demo_dir, "test", tmp_path / "portable.pth")
     eval_script("--ckpt_path", portable, cwd=tmp_path)  # llff: the default split is the path
-    out = tmp_path / "results" / "llff" / "myscene"
+    out = tmp_path / "results" / "llff" / "myscene" / "path"
     check_outputs(out, "myscene", 8, (32, 32))
     assert not (out / "metrics.json").exists()  # a path has no ground truth
     for name in pngs(demo_eval):  # same cameras, same weights: same frames as the blender test split
@@ -262,7 +263,7 @@ def test_llff_weights_carry_render_path(beer_dir, tmp_path):
 
     eval_script("--ckpt_path", tmp_path / "beer_weights.pth", "--root_dir", tmp_path / "elsewhere" / "beer",
                 "--no_depth", cwd=tmp_path)
-    assert len(pngs(tmp_path / "results" / "llff" / "beer")) == len(ref.poses)
+    assert len(pngs(tmp_path / "results" / "llff" / "beer" / "path")) == len(ref.poses)
 
 
 # ---------------------------------------------------------------- bad input, failures
