@@ -14,7 +14,8 @@ counted. Variants (``--variants``):
 - ``default``: ``--fast`` with the defaults, ``--max_time MINUTES``;
 - any other name ``NAME:FLAGS`` adds train.py flags, e.g. ``b2048:--batch_size 2048``.
 
-Writes ``cpu_quality.jsonl`` (one line per measurement) and ``cpu_quality.png`` into ``--out_dir``.
+Writes ``cpu_quality.jsonl`` (one line per measurement, appended as it is made) and
+``cpu_quality.png`` into ``--out_dir``.
 """
 import argparse
 import json
@@ -128,9 +129,14 @@ def train_variant(a, name, flags):
                 for v in views:
                     out = render_chunked(fields, v["rays"], chunk=h.chunk, white_back=True)
                     scores.append(psnr(out["rgb"], v["rgbs"]).item())
-            print(json.dumps({"variant": name, "flags": flags, "t": round(clock, 1), "step": step,
-                              "psnr": round(sum(scores) / len(scores), 3),
-                              "occupancy": round(fields["occupancy"].occupancy_rate(), 4)}), flush=True)
+            line = json.dumps({"variant": name, "flags": flags, "t": round(clock, 1), "step": step,
+                               "psnr": round(sum(scores) / len(scores), 3),
+                               "occupancy": round(fields["occupancy"].occupancy_rate(), 4)})
+            print(line, flush=True)
+            # appended at once (one short line: atomic beside the other variants), so a run that is
+            # stopped early keeps every measurement made so far
+            with open(os.path.join(a.out_dir, "cpu_quality.jsonl"), "a") as f:
+                f.write(line + "\n")
             next_eval += a.eval_every
             if clock >= budget or step >= h.max_steps:
                 return
@@ -178,27 +184,22 @@ def main():
         train_variant(a, a.worker, dict(specs)[a.worker])
         return
     os.makedirs(a.out_dir, exist_ok=True)
+    jsonl = os.path.join(a.out_dir, "cpu_quality.jsonl")
+    open(jsonl, "w").close()  # the workers append their measurements as they make them
     base = [sys.executable, os.path.abspath(__file__), *sys.argv[1:]]
-    procs, rows = [], []
-
-    def collect(proc):
-        for line in proc.communicate()[0].splitlines():
-            if line.startswith("{"):
-                rows.append(json.loads(line))
-                print(line, flush=True)
-
+    procs = []
     for i, (name, _) in enumerate(specs):
         cmd = base + ["--worker", name]
         if a.parallel and shutil.which("taskset"):
             cores = ",".join(str(c) for c in range(a.first_core + i * a.threads, a.first_core + (i + 1) * a.threads))
             cmd = ["taskset", "-c", cores] + cmd
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
+        procs.append(subprocess.Popen(cmd))
         if not a.parallel:  # one at a time: each variant has the cores to itself
-            collect(procs[-1])
-    for proc in procs if a.parallel else []:
-        collect(proc)
-    with open(os.path.join(a.out_dir, "cpu_quality.jsonl"), "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
+            procs[-1].wait()
+    for proc in procs:
+        proc.wait()
+    with open(jsonl) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
     if rows:
         plot(rows, os.path.join(a.out_dir, "cpu_quality.png"))
     finals = {r["variant"]: r for r in rows}
