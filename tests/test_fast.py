@@ -130,6 +130,21 @@ def test_a_grid_of_identical_cells_never_empties():
     assert 0 < grid.occupancy_rate() < 0.5
 
 
+def test_a_fresh_field_under_bf16_keeps_its_grid():
+    """The GPU default (bf16 autocast): a fresh hash grid's densities all round to one bf16 value,
+    so the first update found no cell above the mean and the grid emptied for good (seen on an
+    H200: zero samples per ray, held-out PSNR flat). The grid must stay sampled."""
+    from models.ngp import NGPField
+
+    torch.manual_seed(0)
+    field = NGPField(BOX, n_levels=4, log2_size=12, max_res=64)
+    grid = OccupancyGrid(BOX, resolution=16, step_size=3 * math.sqrt(3) / 512)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        grid.update(0, field.query_density)
+        out = render_marched(field, grid, make_rays(64), float(grid.step_size), perturb=True)
+    assert grid.occupancy_rate() > 0.5 and out["n_samples"] > 0
+
+
 def test_march_keeps_only_occupied_samples_inside_the_range():
     grid, _ = _sphere_grid()
     rays = make_rays(n=32)
