@@ -137,8 +137,9 @@ def test_a_fresh_field_under_bf16_keeps_its_grid():
     from models.ngp import NGPField
 
     torch.manual_seed(0)
-    field = NGPField(BOX, n_levels=4, log2_size=12, max_res=64)
-    grid = OccupancyGrid(BOX, resolution=16, step_size=3 * math.sqrt(3) / 512)
+    field = NGPField(BOX, n_levels=8, log2_size=15, max_res=256)  # the CPU preset's grid
+    # the GPU preset's step (diagonal / 1024): each cell's opacity is then below the 0.01 threshold
+    grid = OccupancyGrid(BOX, resolution=16, step_size=3 * math.sqrt(3) / 1024)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         grid.update(0, field.query_density)
         out = render_marched(field, grid, make_rays(64), float(grid.step_size), perturb=True)
