@@ -50,7 +50,7 @@ demo: install
 	@echo "look around: $(PY) viewer.py --ckpt_path ckpts/demo/last.ckpt --mesh results/blender/demo/demo.ply  (then open http://localhost:7007)"
 
 test: install chromium
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 # The viewer's browser test needs Chromium; install it from Debian when possible (the test skips without it).
 chromium:

@@ -24,11 +24,12 @@ from datasets import make_dataset
 from datasets.base import CameraPath
 # models
 from models import load_model
-from models.rendering import render_chunked
+from models.rendering import eval_render_kwargs, render_chunked
 # metrics
 from metrics import psnr, ssim
 # options, output
 from opt import check_opts, get_parser, parse_args
+from utils.device import pick_device
 from utils.errors import UserError, cli_main
 from utils.io import VideoWriter, check_out_dir, publish, write_pfm
 from utils.visualization import depth_to_rgb, to_uint8
@@ -60,18 +61,6 @@ def get_eval_parser():
                     help="skip the depth maps and the depth video")
     ev.add_argument("--device", type=str, default="auto", help="auto (a GPU if present), cpu, cuda, cuda:1, ...")
     return parser
-
-
-def pick_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name} is not a device: use auto, cpu or cuda[:N]") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
-    return device
 
 
 def check_split(h):
@@ -123,18 +112,12 @@ def load_views(h, ckpt):
     return make_dataset(h, h.split)
 
 
-def eval_render_kwargs(h, ds):
-    """How eval.py (and the viewer) render: the checkpoint's sampling, deterministic, no noise."""
-    return dict(n_samples=h.N_samples, n_importance=h.N_importance, use_disp=h.use_disp,
-                perturb=0.0, noise_std=0.0, white_back=ds.white_back, test_time=True)
-
-
 def render_view(fields, ds, i, h, device):
     """Render image ``i`` of ``ds``: rgb ``(H, W, 3)``, depth ``(H, W)``, opacity ``(H, W)`` on the CPU.
     Rays are built for this image only; render_chunked moves every chunk's outputs to the CPU,
     so the device holds at most one image of rays and one chunk of samples."""
     W, H = ds.img_wh
-    out = render_chunked(fields, ds.rays(i).to(device), chunk=h.chunk, to_cpu=True, **eval_render_kwargs(h, ds))
+    out = render_chunked(fields, ds.rays(i).to(device), chunk=h.chunk, to_cpu=True, **eval_render_kwargs(h, ds.white_back))
     return out["rgb"].view(H, W, 3).clamp(0, 1), out["depth"].view(H, W), out["opacity"].view(H, W)
 
 

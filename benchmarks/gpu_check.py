@@ -291,7 +291,8 @@ def render_section(a, entry, device, system, deadline):
     """Section 3: rays/s of the trained fast model, our vanilla networks and the seed's."""
     import vs_seed
     from models import build_fields
-    from models.rendering import Rays, render_chunked
+    from models.rendering import render_chunked
+    from utils.rays import Rays
     from render_speed import frame_rays
 
     W, H = a.render_wh
@@ -361,7 +362,7 @@ def main(argv=None):
         try:
             from datasets.demo_scene import write_scene
         except ImportError:
-            from utils.demo_scene import write_scene
+            from datasets.demo_scene import write_scene
         scene = write_scene(tempfile.mkdtemp(prefix="gpu_check_scene_"), size=16, n_train=8, n_val=2, n_test=2)
     system = None
     with report.section("fast") as entry:

@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from datasets.ray_utils import look_at  # noqa: E402
 from models import build_fields  # noqa: E402
 from opt import get_opts  # noqa: E402
-from utils.checkpoint import load_model  # noqa: E402
+from models import load_model  # noqa: E402
 from viewer.render import SceneRenderer, first_width  # noqa: E402
 
 FRESH = {"seed 8x256, 64+128 samples": "--N_samples 64 --N_importance 128",

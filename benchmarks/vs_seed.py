@@ -102,7 +102,8 @@ class OursStep:
         self.loss_fn = MSELoss()
 
     def forward(self, rays8):
-        from models.rendering import Rays, render_rays
+        from models.rendering import render_rays
+        from utils.rays import Rays
 
         rays = Rays(rays8[:, 0:3], rays8[:, 3:6], rays8[:, 6:7], rays8[:, 7:8])
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):

@@ -205,6 +205,13 @@ def render_rays(fields, rays, *, n_samples=64, n_importance=0, use_disp=False, p
     return out
 
 
+def eval_render_kwargs(hparams, white_back):
+    """``render_rays`` options for evaluation (eval.py, the viewer, mesh colours): the checkpoint's
+    sampling (``hparams``: its flags), deterministic samples, no density noise."""
+    return dict(n_samples=hparams.N_samples, n_importance=hparams.N_importance, use_disp=hparams.use_disp,
+                perturb=0.0, noise_std=0.0, white_back=white_back, test_time=True)
+
+
 def final_level(results):
     """``"fine"`` when ``results`` has a fine pass, else ``"coarse"``."""
     return "fine" if "rgb_fine" in results else "coarse"

@@ -19,6 +19,7 @@ FORBIDDEN = {
     "datasets": {"models"} | SCRIPTS,
     "export": SCRIPTS,
     "process_data": SCRIPTS,
+    "viewer": SCRIPTS - {"opt"},  # the viewer package (its flags extend the shared parser)
     "utils": {"models", "datasets", "export", "process_data"} | SCRIPTS,
     "metrics": {"models"},
     "losses": {"models"},

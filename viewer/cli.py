@@ -2,9 +2,9 @@
 import os
 from argparse import Namespace
 
-from eval import pick_device
 from opt import check_opts, get_parser
-from utils.checkpoint import load_model
+from models import load_model
+from utils.device import pick_device
 from utils.errors import UserError
 from viewer.camera import scene_cameras
 from viewer.render import SceneRenderer
@@ -15,7 +15,7 @@ def get_viewer_parser():
     parser = get_parser("Look around a trained NeRF in the browser.", training=False)
     v = parser.add_argument_group("viewer")
     v.add_argument("--ckpt_path", type=str, required=True,
-                   help="training checkpoint (.ckpt) or weights-only file (utils/save_weights_only.py)")
+                   help="training checkpoint (.ckpt) or weights-only file (save_weights_only.py)")
     v.add_argument("--port", type=int, default=7007, help="port of the web page (http://localhost:PORT)")
     v.add_argument("--host", type=str, default="0.0.0.0", help="address to listen on (127.0.0.1: this machine only)")
     v.add_argument("--mesh", type=str, default=None, help="also show this mesh (.ply from extract_mesh.py)")

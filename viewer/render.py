@@ -1,6 +1,6 @@
 """Rendering for the viewer: one model shared by all browser tabs, a progressive loop per tab.
 
-A view is rendered exactly as ``eval.py`` renders a frame (``eval.eval_render_kwargs``, rays from
+A view is rendered exactly as ``eval.py`` renders a frame (``models.rendering.eval_render_kwargs``, rays from
 ``viewer.camera.view_dataset``), but in pieces, so that a camera move cancels the render within a
 piece, and several tabs take turns on the model (a lock per piece).
 """
@@ -11,8 +11,7 @@ import time
 import numpy as np
 import torch
 
-from eval import eval_render_kwargs
-from models.rendering import render_chunked
+from models.rendering import eval_render_kwargs, render_chunked
 from utils.visualization import depth_to_rgb, to_uint8
 from viewer.camera import intrinsics, view_dataset
 
@@ -27,7 +26,7 @@ class SceneRenderer:
     """The model and the scene setting, shared by every tab (and swapped by training).
 
     Args:
-        fields: dict level -> field (eval mode), as ``utils.checkpoint.load_model`` returns.
+        fields: dict level -> field (eval mode), as ``models.load_model`` returns.
         h: the merged hparams (sampling flags, ``chunk``).
         scene: ``viewer.camera.scene_cameras`` output.
         device: where the fields live.
@@ -62,7 +61,7 @@ class SceneRenderer:
         W, H = img_wh
         ds = view_dataset(self.scene, np.asarray(c2w)[None], intrinsics(fov_y, img_wh), img_wh)
         rays = ds.rays(0)
-        kwargs = eval_render_kwargs(self.h, ds)
+        kwargs = eval_render_kwargs(self.h, ds.white_back)
         outs, start = [], 0
         while start < len(rays):
             if cancelled():
