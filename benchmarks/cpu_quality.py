@@ -37,7 +37,8 @@ from losses import MSELoss  # noqa: E402
 from metrics import psnr  # noqa: E402
 from models.hash_encoding import HashEncoding  # noqa: E402
 from models.rendering import render_chunked, render_rays  # noqa: E402
-from benchmarks.train_speed import training_fields  # noqa: E402
+from benchmarks.plots import plot_psnr_curves  # noqa: E402
+from benchmarks.train_speed import endless_batches, training_fields  # noqa: E402
 from opt import get_opts  # noqa: E402
 from utils.optim import get_optimizer, get_scheduler  # noqa: E402
 
@@ -117,11 +118,11 @@ def train_variant(a, name, flags):
     views = [val[round(i * (len(val) - 1) / max(a.n_val - 1, 1))] for i in range(a.n_val)]
     fields = training_fields(h, train, torch.device("cpu"))
     budget = a.minutes * 60
-    clock, step, epoch = 0.0, 0, 0
+    clock, step = 0.0, 0
     opt = get_optimizer(h, list(fields.values()))
     sched = get_scheduler(h, opt, time_fraction=(lambda: clock / budget) if h.max_time else None)
     sampler = RayBatchSampler(train.n_rays, h.batch_size, seed=0)
-    batches, next_eval = iter(sampler), 0.0
+    batches, next_eval = endless_batches(sampler), 0.0
     while True:
         if clock >= next_eval or clock >= budget or step >= h.max_steps:
             with torch.no_grad():
@@ -141,14 +142,7 @@ def train_variant(a, name, flags):
             if clock >= budget or step >= h.max_steps:
                 return
         t0 = time.perf_counter()
-        try:
-            idx = next(batches)
-        except StopIteration:
-            epoch += 1
-            sampler.set_epoch(epoch)
-            batches, idx = iter(sampler), None
-            idx = next(batches)
-        batch = train[idx]
+        batch = train[next(batches)]
         fields["occupancy"].update(step, fields["coarse"].query_density)
         loss = MSELoss()(render_rays(fields, batch["rays"], perturb=1.0, white_back=True), batch["rgbs"])
         opt.zero_grad(set_to_none=True)
@@ -157,24 +151,6 @@ def train_variant(a, name, flags):
         sched.step()
         step += 1
         clock += time.perf_counter() - t0
-
-
-def plot(rows, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name in dict.fromkeys(r["variant"] for r in rows):
-        pts = [r for r in rows if r["variant"] == name]
-        ax.plot([r["t"] / 60 for r in pts], [r["psnr"] for r in pts], marker="o", ms=3, label=name)
-    ax.set_xlabel("training minutes")
-    ax.set_ylabel("held-out PSNR (dB)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
 
 
 def main():
@@ -201,7 +177,10 @@ def main():
     with open(jsonl) as f:
         rows = [json.loads(line) for line in f if line.strip()]
     if rows:
-        plot(rows, os.path.join(a.out_dir, "cpu_quality.png"))
+        curves = {}
+        for r in rows:
+            curves.setdefault(r["variant"], []).append((r["t"] / 60, r["psnr"]))
+        plot_psnr_curves(curves, os.path.join(a.out_dir, "cpu_quality.png"), xlabel="training minutes")
     finals = {r["variant"]: r for r in rows}
     print(json.dumps({"summary": {k: {"psnr": v["psnr"], "t": v["t"], "step": v["step"]} for k, v in finals.items()}}))
 

@@ -38,6 +38,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 
+from benchmarks.plots import plot_psnr_curves  # noqa: E402
+
 T0 = time.perf_counter()
 VS_SEED_RESERVE_S = 60  # section 2's share of the wall-time budget (worker start-up included)
 # the dry run's fast-path grids (the GPU run uses the --fast defaults)
@@ -220,24 +222,6 @@ def fast_section(a, entry, report, device, wall_deadline, scene):
     return system.to(device)
 
 
-def plot(points, path, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([p["seconds"] for p in points], [p["psnr"] for p in points], "o-", label="--fast")
-    ax.set_xlabel("training time (s)")
-    ax.set_ylabel("held-out PSNR (dB)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def vs_seed_section(a, entry, device, deadline):
     """Section 2: ``vs_seed.compare`` on the seed's lego recipe; on a GPU also with our side in
     TF32 and in bf16 autocast (half the steps each), the seed always in float32."""
@@ -370,7 +354,8 @@ def main(argv=None):
         system = fast_section(a, entry, report, device, wall_end - render_reserve - VS_SEED_RESERVE_S, scene)
     if report.data["fast"].get("points"):
         try:
-            plot(report.data["fast"]["points"], os.path.join(a.out, "gpu_check_fast_psnr.png"),
+            points = [(p["seconds"], p["psnr"]) for p in report.data["fast"]["points"]]
+            plot_psnr_curves({"--fast": points}, os.path.join(a.out, "gpu_check_fast_psnr.png"),
                  f"--fast, {os.path.basename(os.path.normpath(scene))} {a.img_wh[0]}x{a.img_wh[1]}, {info['device']}")
         except Exception:
             report.data["plot_error"] = traceback.format_exc()[-2000:]

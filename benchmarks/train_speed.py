@@ -33,6 +33,7 @@ from models import build_fields, setup_fast_path  # noqa: E402
 from models.rendering import render_chunked, render_rays  # noqa: E402
 from opt import get_opts  # noqa: E402
 from utils.optim import get_optimizer, get_scheduler  # noqa: E402
+from benchmarks.plots import plot_psnr_curves  # noqa: E402
 
 # the seed's lego recipe (README), and the fast preset; the CPU quick run shrinks the fast path's
 # grids to the image size it trains on
@@ -99,6 +100,15 @@ def evaluate(fields, h, rays, rgbs, device):
     return psnr(out["rgb"], rgbs).item(), len(rgbs) / seconds
 
 
+def endless_batches(sampler):
+    """Ray-index batches of ``sampler`` (a ``RayBatchSampler``), epoch after epoch, reshuffled."""
+    epoch = 0
+    while True:
+        sampler.set_epoch(epoch)
+        yield from sampler
+        epoch += 1
+
+
 def training_fields(h, train, device):
     """The fields train.py would build for ``h`` (fast path set up as there), and the training
     set, on ``device``."""
@@ -130,18 +140,11 @@ def worker(a):
     if a.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
-    points, clock, step, epoch = eval_times(a.budget_s, a.quick), 0.0, 0, 0
-    batches = iter(sampler)
+    points, clock, step = eval_times(a.budget_s, a.quick), 0.0, 0
+    batches = endless_batches(sampler)
     while clock < a.budget_s and step < (a.fast_steps if h.fast else 10 ** 9):
         t0 = time.perf_counter()
-        try:
-            idx = next(batches)
-        except StopIteration:
-            epoch += 1
-            sampler.set_epoch(epoch)
-            batches = iter(sampler)
-            idx = next(batches)
-        batch = train[idx.to(device)]
+        batch = train[next(batches).to(device)]
         if h.fast:
             fields["occupancy"].update(step, fields["coarse"].query_density)
         with amp:
@@ -202,24 +205,6 @@ def summarize(a, lines):
     return summary, curves
 
 
-def plot(curves, path, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for mode, pts in curves.items():
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=mode)
-    ax.set_xlabel("training time (s)")
-    ax.set_ylabel("held-out PSNR (dB)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-
-
 def main():
     a = parse()
     if a.worker:
@@ -241,7 +226,7 @@ def main():
     with open(os.path.join(a.out_dir, f"train_speed_{a.device}_{tag}.jsonl"), "w") as f:
         for r in lines + [summary]:
             f.write(json.dumps(r) + "\n")
-    plot(curves, os.path.join(a.out_dir, f"train_speed_{a.device}_{tag}.png"),
+    plot_psnr_curves(curves, os.path.join(a.out_dir, f"train_speed_{a.device}_{tag}.png"),
          f"{os.path.basename(os.path.normpath(a.root_dir))} {a.img_wh[0]}x{a.img_wh[1]}, {summary['device']}")
 
 
