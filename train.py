@@ -88,9 +88,10 @@ class NeRFSystem(pl.LightningModule):
         """Share of the ``--max_time`` budget used so far (0 without one); Lightning's Timer keeps
         the elapsed time in the checkpoint, so a resumed run goes on from there."""
         timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None) if self._trainer else None
-        if timer is None or not self.hparams.get("max_time"):
+        if timer is None:  # Lightning adds its Timer only for a max_time
             return 0.0
-        return timer.time_elapsed("train") / parse_max_time(self.hparams.max_time)
+        elapsed = timer.time_elapsed("train")
+        return elapsed / (elapsed + timer.time_remaining("train"))
 
     def train_dataloader(self):
         self.train_sampler = RayBatchSampler(self.train_dataset.n_rays, self.hparams.batch_size,

@@ -193,6 +193,7 @@ def fast_section(a, entry, report, device, wall_deadline, scene):
     import pytorch_lightning as pl
 
     from datasets import make_dataset
+    from models import setup_fast_path
     from opt import get_opts
     from train import NeRFSystem
 
@@ -201,9 +202,7 @@ def fast_section(a, entry, report, device, wall_deadline, scene):
     h = get_opts(flags)
     pl.seed_everything(h.seed, verbose=False)
     train_ds, val_ds = make_dataset(h, "train"), make_dataset(h, "val")
-    h.aabb = train_ds.scene_aabb()
-    if device.type == "cuda":
-        torch.set_float32_matmul_precision("high")  # as train.py does for --fast
+    setup_fast_path(h, train_ds)  # scene box and TF32, as train.py does
     system = NeRFSystem(h, train_ds, val_ds)
     picks = sorted({round(i * (len(val_ds) - 1) / max(a.n_val - 1, 1)) for i in range(min(a.n_val, len(val_ds)))})
     views = [(val_ds[i]["rays"].to(device), val_ds[i]["rgbs"].to(device)) for i in picks]
