@@ -163,6 +163,15 @@ def test_bad_input_gives_one_clear_line(demo_dir, demo_ckpt, tmp_path):
     os.remove(scene / "train" / "r_3.png")
     assert "r_3.png" in _bad(tmp_path, "--root_dir", scene, *tiny)
 
+    import socket
+
+    with socket.socket() as taken:  # --viewer on a port in use: named, with the flag to change
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = _bad(tmp_path, "--root_dir", demo_dir, *tiny, "--viewer", "--viewer_port", port)
+    assert f"port {port} is in use" in line and "try --viewer_port " in line
+
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"not a checkpoint")
     assert "junk.ckpt" in _bad(tmp_path, "--root_dir", demo_dir, "--ckpt_path", junk, *tiny)

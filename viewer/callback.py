@@ -29,7 +29,7 @@ class ViewerCallback(pl.Callback):
 
     def __init__(self, port=7007, every=50, out_dir="viewer_out", host="0.0.0.0"):
         if os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":
-            check_port(port, host)  # only the process that will serve (DDP re-runs train.py per rank)
+            check_port(port, host, flag="--viewer_port")  # only the process that will serve (DDP re-runs train.py per rank)
         self.port, self.every, self.out_dir, self.host = port, max(1, int(every)), out_dir, host
         self.server = self.renderer = None
 

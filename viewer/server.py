@@ -36,14 +36,15 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
-def check_port(port, host="0.0.0.0"):
-    """UserError naming ``port`` and a free one near it when ``port`` is taken or invalid."""
+def check_port(port, host="0.0.0.0", flag="--port"):
+    """UserError naming ``port`` and a free one near it when ``port`` is taken or invalid (``flag``:
+    the option the user typed it with, so the hint names the right one)."""
     if not 0 < port < 65536:
-        raise UserError(f"--port {port} is not a TCP port (1-65535)")
+        raise UserError(f"{flag} {port} is not a TCP port (1-65535)")
     if port_free(host, port):
         return
     free = next((p for p in range(port + 1, min(port + 200, 65536)) if port_free(host, p)), None)
-    hint = f": try --port {free}" if free else ""
+    hint = f": try {flag} {free}" if free else ""
     raise UserError(f"port {port} is in use (another viewer or server?){hint}")
 
 
