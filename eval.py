@@ -76,10 +76,11 @@ def check_split(h):
                         f"it has: {', '.join(have) or 'none'}. Pick one with --split")
 
 
-def depth_range(depth, opacity, near, far):
+def depth_range(depth, opacity, near, far, everywhere=False):
     """One colour scale for all depth frames: the 1st-99th percentiles of the first frame's depth
-    where it is opaque (empty pixels have no meaningful depth), or (near, far) if degenerate."""
-    d = depth[opacity > 0.5]
+    where it is opaque (empty pixels have no meaningful depth; ``everywhere``: all pixels, as in
+    an unbounded scene, where the background is content too), or (near, far) if degenerate."""
+    d = depth.flatten() if everywhere else depth[opacity > 0.5]
     d = d if d.numel() >= 16 else depth.flatten()
     lo, hi = np.percentile(d.numpy(), [1, 99])
     if not np.isfinite([lo, hi]).all() or hi - lo < 1e-6:
@@ -137,8 +138,9 @@ def render_all(fields, ds, h, device, tmp):
             video.append(frame)
             if h.save_depth:
                 write_pfm(os.path.join(tmp, "depth", f"{i:0{digits}d}.pfm"), depth)
-                vrange = vrange or depth_range(depth, opacity, ds.near, ds.far)
-                depth_video.append(depth_to_rgb(depth, *vrange))
+                unbounded = bool(getattr(h, "unbounded", False))
+                vrange = vrange or depth_range(depth, opacity, ds.near, ds.far, everywhere=unbounded)
+                depth_video.append(depth_to_rgb(depth, *vrange, inverse=unbounded))
             if ds.rgbs is not None:  # metrics on the device: SSIM of a 4K frame is slow on a CPU
                 pred, gt = rgb.to(device), ds.rgbs[i].view_as(rgb).to(device)
                 per_view.append({"index": i, "image": ds.image_names[i] if ds.image_names else None,

@@ -15,6 +15,7 @@ import torch
 # data, models
 from datasets import make_dataset
 from models import load_model
+from models.rendering import eval_render_kwargs
 from opt import check_opts, get_parser, parse_args
 from utils.errors import UserError, cli_main
 
@@ -165,7 +166,8 @@ def main(argv=None):
     if orbit and hp.dataset_name != "blender" and not explicit & {"x_range", "y_range", "z_range"}:
         # a capture's own frame: the ±1.2 default (Blender's object box) means nothing there
         ranges = check_ranges(orbit["box"])
-        print("ranges not given: meshing the box around where the cameras converge")
+        print("ranges not given: meshing the box around where the cameras converge"
+              + (" (inside the foreground ball)" if getattr(hp, "unbounded", False) else ""))
     hint = show_hint(orbit, ranges)
     up = [0.0, 0.0, 1.0] if hp.dataset_name == "blender" else (orbit["up"].tolist() if orbit else None)
     check_scene_bounds(ranges, hp.dataset_name, ds.poses.numpy(), ds.K, ds.img_wh, ds.near, ds.far)
@@ -186,8 +188,7 @@ def main(argv=None):
         print(f"wrote {preview_path}")
         return
 
-    render_kwargs = dict(n_samples=hp.N_samples, n_importance=hp.N_importance, use_disp=hp.use_disp,
-                         perturb=0.0, noise_std=0.0, white_back=ds.white_back, test_time=True)
+    render_kwargs = eval_render_kwargs(hp, ds.white_back)
     vertices, triangles = surface(field, hp, ranges, stats, device)
     colors = colorize(fields, hp, ds, vertices, triangles, ranges, render_kwargs, device)
     volume = volume_lattice(field, ranges, hp.volume_N, device) if hp.export_volume else None

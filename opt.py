@@ -35,6 +35,13 @@ def get_parser(description="Train a NeRF (PyTorch Lightning).", training=True):
                       help="resolution (width height) the images are resized to")
     data.add_argument("--spheric_poses", "--spheric", dest="spheric_poses", action="store_true", default=False,
                       help="LLFF: the scene is 360 degrees inward-facing (metric rays, no NDC)")
+    data.add_argument("--unbounded", action="store_true", default=False,
+                      help="LLFF: a 360-degree capture with a room or landscape behind the object (implies "
+                           "--spheric_poses): a foreground ball holding the cameras, mip-NeRF 360's contraction "
+                           "beyond it, samples linear in depth inside and in disparity outside")
+    data.add_argument("--spheric_bounds", default="seed", choices=("seed", "full"),
+                      help="LLFF with --spheric_poses: ray range. seed: nearest depth bound to min(8 x it, the "
+                           "farthest); full: 0.9 x the nearest to 1.1 x the farthest (see benchmarks/RESULTS.md)")
     data.add_argument("--llff_holdout", type=int, default=8,
                       help="LLFF: hold out every N-th view for val/test (0: train on all views)")
     data.add_argument("--white_back", type=int, default=None, choices=(0, 1),
@@ -214,6 +221,8 @@ def check_opts(hparams):
         aabb = getattr(hparams, "aabb", None)
         if aabb is not None and not all(lo < hi for lo, hi in zip(aabb[:3], aabb[3:])):
             raise UserError(f"--aabb must be xmin ymin zmin xmax ymax zmax with min < max, got {aabb}")
+    if getattr(hparams, "unbounded", False) and hparams.dataset_name != "llff":
+        raise UserError("--unbounded is for real 360-degree captures (--dataset_name llff); Blender scenes are bounded")
     if hparams.root_dir is None:
         raise UserError("--root_dir is required: the folder of the scene to use")
     return hparams

@@ -19,7 +19,7 @@ from datasets.base import RayBatchSampler
 
 # models
 from models import build_fields, setup_fast_path
-from models.rendering import final_level, render_chunked, render_rays
+from models.rendering import final_level, render_chunked, render_rays, train_render_kwargs
 
 # optimizer, checkpoints
 from opt import get_opts, parse_max_time
@@ -67,10 +67,7 @@ class NeRFSystem(pl.LightningModule):
 
     def render_kwargs(self, train):
         """Renderer options: training perturbs samples and adds density noise, evaluation does not."""
-        h, ds = self.hparams, self.val_dataset or self.train_dataset
-        return dict(n_samples=h.N_samples, n_importance=h.N_importance, use_disp=h.use_disp,
-                    perturb=h.perturb if train else 0.0, noise_std=h.noise_std if train else 0.0,
-                    white_back=ds.white_back, test_time=not train)
+        return train_render_kwargs(self.hparams, (self.val_dataset or self.train_dataset).white_back, train)
 
     def setup(self, stage):
         if self.train_dataset is None:
@@ -170,7 +167,7 @@ class NeRFSystem(pl.LightningModule):
         self.log("val/psnr", psnr(pred, gt), prog_bar=True, sync_dist=True, batch_size=1)
         self.log("val/ssim", ssim(pred, gt), sync_dist=True, batch_size=1)
         if batch_idx == 0 and self.global_rank == 0 and isinstance(self.logger, TensorBoardLogger):
-            depth = depth_to_rgb(out["depth"].view(H, W))
+            depth = depth_to_rgb(out["depth"].view(H, W), inverse=bool(self.hparams.get("unbounded")))
             strip = image_strip(to_uint8(gt), to_uint8(pred), depth)  # GT | prediction | depth
             self.logger.experiment.add_image("val/GT_pred_depth", strip, self.global_step, dataformats="HWC")
 
@@ -265,7 +262,20 @@ def main(argv=None):
     live = viewer_callbacks(hparams)  # --viewer: checks the port now, serves from on_fit_start
     trainer = build_trainer(hparams, steps_per_epoch, live)
     trainer.fit(system, ckpt_path=resume)
+    report_last_validation(trainer, hparams, val_ds)
     return trainer
+
+
+def report_last_validation(trainer, hparams, val_ds):
+    """Say what the last logged val/psnr stands on: the views it averages out of the held-out ones."""
+    metrics = trainer.callback_metrics
+    if trainer.global_rank != 0 or "val/psnr" not in metrics:
+        return
+    n, used = len(val_ds), min(len(val_ds), hparams.val_num)
+    whole = "all" if used == n else f"{used} evenly spread of the"
+    split = "val" if hparams.dataset_name == "blender" else "test"
+    print(f"last validation: PSNR {float(metrics['val/psnr']):.2f} dB, SSIM {float(metrics.get('val/ssim', float('nan'))):.4f} "
+          f"on {whole} {n} held-out views" + ("" if used == n else f" (all of them: eval.py --split {split})"))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ def dataset_kwargs(hparams):
     else:
         kwargs["white_back"] = False if white_back is None else bool(white_back)
         kwargs["spheric_poses"] = bool(getattr(hparams, "spheric_poses", False))
+        kwargs["unbounded"] = bool(getattr(hparams, "unbounded", False))
+        kwargs["spheric_bounds"] = getattr(hparams, "spheric_bounds", "seed")
         kwargs["holdout"] = int(getattr(hparams, "llff_holdout", 8))
     return kwargs
 

@@ -4,11 +4,15 @@ Two kinds of scenes:
 
 - forward-facing (the LLFF captures, e.g. fern): rays are mapped to NDC, near 0, far 1;
 - 360-degree inward-facing (``--spheric_poses``, e.g. beer): metric rays with near/far from
-  the depth bounds.
+  the depth bounds;
+- unbounded 360-degree captures (``--unbounded``: an object with a room or a landscape behind it):
+  the foreground, the ball around the point the cameras look at that holds every camera, becomes
+  the unit ball; rays run from the nearest depth bound to ``UNBOUNDED_FAR`` and the fields contract
+  what lies beyond (``models.contraction``).
 
 Poses are read in LLFF's axis order, converted to ours, recentred on the average camera and
 scaled so that the nearest depth bound becomes 1 / 0.75 (the seed's choice: the NDC near plane
-at depth 1 then lies in front of all content).
+at depth 1 then lies in front of all content), or, unbounded, so that the foreground is the unit ball.
 """
 import os
 from collections import namedtuple
@@ -25,6 +29,7 @@ from utils.errors import UserError
 
 SPLITS = ("train", "val", "test", "path")
 NEAR_MARGIN = 0.75  # the nearest bound becomes 1 / NEAR_MARGIN after scaling
+UNBOUNDED_FAR = 100.0  # unbounded scenes: rays end this many foreground radii away (contracted radius 1.99)
 
 # poses: (N, 3, 4) in LLFF's axis order [down, right, back | centre]; bounds: (N, 2) near/far
 # depths; intrinsics: (N, 4) fx, fy, cx, cy per image, in pixels of an image of size (W, H) = size;
@@ -128,6 +133,17 @@ def scaled_intrinsics(capture, img_wh):
     return K
 
 
+def foreground_ball(poses):
+    """Centre ``(3,)`` and radius of an unbounded capture's foreground: the point nearest to every
+    optical axis (``orbit_of_cameras``), and the distance from it to the farthest camera (so every
+    camera lies inside it, as mip-NeRF 360 keeps them). ``poses``: ``(N, 3, 4)`` camera-to-world."""
+    centre = orbit_of_cameras(poses)["target"]
+    radius = float(np.linalg.norm(poses[:, :, 3] - centre, axis=1).max())
+    if not radius > 0:
+        raise UserError("the cameras all sit at the point they look at: --unbounded needs cameras around an object")
+    return centre, radius
+
+
 def split_indices(n_images, split, holdout):
     """Image indices of a split. ``holdout > 0``: every ``holdout``-th view (0, h, 2h, ...) is held
     out for val and test, the rest trains (the NeRF paper's protocol with 8). ``holdout == 0``:
@@ -154,27 +170,38 @@ class LLFFDataset(BaseDataset):
     renders ``path`` in the same frame.
     """
 
-    def read_meta(self, split, white_back=False, spheric_poses=False, holdout=8, **_):
+    def read_meta(self, split, white_back=False, spheric_poses=False, holdout=8, unbounded=False,
+                  spheric_bounds="seed", **_):
         if split not in SPLITS:
             raise UserError(f"unknown split '{split}' for an LLFF scene: choose one of {', '.join(SPLITS)}")
         if holdout < 0:
             raise UserError(f"--llff_holdout must be >= 0, got {holdout}")
         capture = read_capture(self.root_dir)
         self.white_back = bool(white_back)
-        self.spheric = bool(spheric_poses)
+        self.unbounded = bool(unbounded)
+        self.spheric = bool(spheric_poses) or self.unbounded
         K = scaled_intrinsics(capture, self.img_wh)  # (N, 3, 3): BaseDataset keeps one when all agree
 
         # LLFF [down, right, back] -> ours [right, up, back]
         llff = capture.poses
         poses = np.concatenate([llff[:, :, 1:2], -llff[:, :, 0:1], llff[:, :, 2:4]], -1)  # (N, 3, 4)
         poses, to_avg = center_poses(poses)
-        scale = capture.bounds.min() * NEAR_MARGIN
+        if self.unbounded:  # the foreground ball, centred where the cameras look, becomes the unit ball
+            centre, scale = foreground_ball(poses)
+            to_avg = np.concatenate([np.eye(4)[:, :3], np.append(-centre, 1.0)[:, None]], 1) @ to_avg
+            poses[:, :, 3] -= centre
+        else:
+            scale = capture.bounds.min() * NEAR_MARGIN
         poses[:, :, 3] /= scale
         # (4, 4) from the capture's world (COLMAP's) to this dataset's frame: x' = (to_avg x) / scale
         self.world_to_scene = np.diag([1 / scale, 1 / scale, 1 / scale, 1.0]) @ to_avg
         bounds = capture.bounds / scale  # (N, 2)
 
-        if self.spheric:
+        if self.unbounded:
+            self.near, self.far = float(bounds[:, 0].min()) * 0.9, UNBOUNDED_FAR
+        elif self.spheric and spheric_bounds == "full":  # every depth COLMAP saw, with a margin
+            self.near, self.far = 0.9 * float(bounds.min()), 1.1 * float(bounds.max())
+        elif self.spheric:
             self.near = float(bounds.min())
             self.far = float(min(8 * self.near, bounds.max()))  # the seed's cap on the far bound
         else:

@@ -3,6 +3,7 @@ import math
 
 import torch
 
+from models.contraction import CONTRACTED_RADIUS
 from models.nerf import NeRF
 from models.ngp import NGPField
 from models.occupancy import OccupancyGrid
@@ -15,7 +16,10 @@ def setup_fast_path(hparams, train_ds):
     Does nothing without ``hparams.fast``."""
     if not hparams.fast:
         return
-    if getattr(hparams, "aabb", None) is None:
+    if getattr(hparams, "unbounded", False):  # the grids cover contracted space, whatever --aabb says
+        r = CONTRACTED_RADIUS
+        hparams.aabb = [-r, -r, -r, r, r, r]
+    elif getattr(hparams, "aabb", None) is None:
         hparams.aabb = train_ds.scene_aabb()
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 matmuls: the hash grid's MLPs do not need fp32
@@ -27,7 +31,8 @@ def build_fields(hparams, cameras=None):
     Vanilla (the seed's NeRF): ``{"coarse": NeRF, "fine": NeRF}``, without ``"fine"`` when
     ``N_importance == 0``. Fast path (``--fast``, ``aabb`` set): ``{"coarse": NGPField,
     "occupancy": OccupancyGrid}``; ``models.rendering.render_rays`` then marches rays through the grid.
-    ``cameras`` (the training dataset, fast path only): grid cells no training camera sees start
+    ``unbounded``: the fields contract points and the grid covers contracted space
+    (``models.contraction``). ``cameras`` (the training dataset, fast path only): grid cells no training camera sees start
     (and stay) empty; leave it out when the grid comes from a checkpoint.
     """
     get = hparams.get if isinstance(hparams, dict) else lambda k, d=None: getattr(hparams, k, d)
@@ -37,14 +42,15 @@ def build_fields(hparams, cameras=None):
             raise ValueError("the fast path needs hparams.aabb (train.py sets it from the dataset)")
         lo, hi = aabb[:3], aabb[3:]
         step = math.dist(lo, hi) / get("march_steps", 1024)
+        unbounded = bool(get("unbounded", False))
         field = NGPField([lo, hi], n_levels=get("hash_levels", 16), log2_size=get("hash_log2_size", 19),
-                         max_res=get("hash_max_res", 2048))
-        grid = OccupancyGrid([lo, hi], get("grid_resolution", 128), step)
+                         max_res=get("hash_max_res", 2048), contract=unbounded)
+        grid = OccupancyGrid([lo, hi], get("grid_resolution", 128), step, contracted=unbounded)
         if cameras is not None and not cameras.ndc:  # NDC: every cell is in some camera's frustum
             grid.mark_invisible(cameras.Ks, cameras.poses.cpu(), cameras.img_wh, near=cameras.near)
         return {"coarse": field, "occupancy": grid}
-    kwargs = dict(depth=get("net_depth", 8), width=get("net_width", 256),
-                  n_freqs_xyz=get("N_emb_xyz", 10), n_freqs_dir=get("N_emb_dir", 4))
+    kwargs = dict(depth=get("net_depth", 8), width=get("net_width", 256), n_freqs_xyz=get("N_emb_xyz", 10),
+                  n_freqs_dir=get("N_emb_dir", 4), contract=bool(get("unbounded", False)))
     fields = {"coarse": NeRF(**kwargs)}
     if get("N_importance", 0) > 0:
         fields["fine"] = NeRF(**kwargs)

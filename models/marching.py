@@ -6,12 +6,18 @@ gradient-free pass measures density to find where each ray's transmittance falls
 on the samples that still matter. Compositing is ``models.rendering.composite``'s formula with
 the real step lengths (no infinite last interval: what is left shows the background).
 Samples are kept padded, ``(N_rays, M)`` with a mask, so the formulas stay those of the vanilla path.
+
+Unbounded scenes (a grid over contracted space, ``OccupancyGrid(contracted=True)``): fixed steps
+inside the foreground (the unit ball), then steps uniform in disparity up to ``far``, as many as
+fixed steps would take to cross the contracted background shell (radius 1 to 2), so the background
+costs few samples and its steps grow with the square of the distance, like its contracted cells.
 """
 import math
 
 import torch
 from torch.profiler import record_function  # named scopes for benchmarks/profile_step.py
 
+from models.contraction import distance_from_parameter, ray_segments
 from models.rendering import composite, query_field
 
 
@@ -34,7 +40,7 @@ def march(rays, grid, step_size, perturb=False):
         step_size: step length in world units (divided by each ray's direction norm).
         perturb: jitter the first sample inside its step (training).
     Returns:
-        t ``(N, M)`` sample distances (interval midpoints), dt ``(N, 1)`` step in ray units,
+        t ``(N, M)`` sample distances (interval midpoints), dt ``(N, M)`` step in ray units (one per ray, expanded),
         mask ``(N, M)`` bool (inside the ray's range and in an occupied cell).
     """
     o, d = rays.origins, rays.directions
@@ -49,7 +55,32 @@ def march(rays, grid, step_size, perturb=False):
     mask = t < t1[:, None]
     x = o[:, None] + d[:, None] * t[..., None]  # (N, M, 3)
     mask[mask.clone()] = grid.query(x[mask])
-    return t, dt[:, None], mask
+    return t, dt[:, None].expand(-1, M), mask
+
+
+@record_function("nerf/sampling")
+def march_unbounded(rays, grid, step_size, perturb=False):
+    """``march`` for an unbounded scene: fixed steps of ``step_size`` from ``near`` to where the
+    ray leaves the unit ball, then ``ceil(1 / step_size)`` steps uniform in disparity up to ``far``
+    (``models.contraction.ray_parameter``). Returns t, dt, mask, each ``(N, M)`` (dt per sample)."""
+    o, d = rays.origins, rays.directions
+    near, t_mid, far = ray_segments(rays)  # (N, 1) each
+    dt_in = step_size / d.norm(dim=-1, keepdim=True)  # (N, 1)
+    m_in = max(int(math.ceil(((t_mid - near) / dt_in).max().item())) if len(o) else 0, 1)
+    offset = torch.rand_like(near) if perturb else torch.full_like(near, 0.5)  # (N, 1)
+    k = torch.arange(m_in, device=o.device, dtype=o.dtype)[None]
+    t_in = near + (k + offset) * dt_in  # (N, m_in)
+    n_out = int(math.ceil(1.0 / step_size))
+    edges = 0.5 + 0.5 * torch.arange(n_out + 1, device=o.device, dtype=o.dtype)[None] / n_out  # (1, n_out + 1) in s
+    t_edges = distance_from_parameter(edges.expand(len(o), -1), near, t_mid, far)  # (N, n_out + 1)
+    lo, hi = t_edges[:, :-1], t_edges[:, 1:]
+    t_out = lo + offset * (hi - lo)
+    t = torch.cat([t_in, t_out], 1)
+    dt = torch.cat([dt_in.expand(-1, m_in), hi - lo], 1)
+    mask = torch.cat([t_in < t_mid, torch.ones_like(t_out, dtype=torch.bool)], 1)
+    x = o[:, None] + d[:, None] * t[..., None]
+    mask[mask.clone()] = grid.query(x[mask])
+    return t, dt, mask
 
 
 @torch.no_grad()
@@ -61,7 +92,7 @@ def _visible_samples(field, rays, t, dt, mask, early_stop_eps, block=64):
     the work stops at the first surface.
     """
     N, M = t.shape
-    delta = dt * rays.directions.norm(dim=-1, keepdim=True)  # (N, 1) step in world units
+    delta = dt * rays.directions.norm(dim=-1, keepdim=True)  # (N, M) step in world units
     tau = torch.zeros(N, device=t.device)  # optical depth so far
     keep = torch.zeros_like(mask)
     max_tau = -math.log(early_stop_eps)
@@ -77,9 +108,10 @@ def _visible_samples(field, rays, t, dt, mask, early_stop_eps, block=64):
         sig = torch.zeros(m.shape, device=t.device)
         sig[m] = torch.relu(query_field(field, x[m]).float())
         # exclusive optical depth in front of each sample of the block
-        cum = tau[:, None] + torch.cumsum(sig * delta, 1) - sig * delta
+        od = sig * delta[:, b:b + block]
+        cum = tau[:, None] + torch.cumsum(od, 1) - od
         keep[:, b:b + block] &= cum < max_tau
-        tau = tau + (sig * delta).sum(1)
+        tau = tau + od.sum(1)
     return keep
 
 
@@ -90,7 +122,8 @@ def render_marched(field, grid, rays, step_size, perturb=False, white_back=False
     ``weights_coarse`` ``(N, M)``, ``z_vals_coarse`` ``(N, M)`` and ``n_samples`` (samples evaluated
     with gradients, for logging).
     """
-    t, dt, mask = march(rays, grid, step_size, perturb)
+    marcher = march_unbounded if getattr(grid, "contracted", False) else march
+    t, dt, mask = marcher(rays, grid, step_size, perturb)
     keep = _visible_samples(field, rays, t, dt, mask, early_stop_eps)
     N, M = t.shape
     x = rays.origins[:, None] + rays.directions[:, None] * t[..., None]
@@ -100,7 +133,7 @@ def render_marched(field, grid, rays, step_size, perturb=False, white_back=False
     rgbs = torch.zeros(N, M, 3, device=t.device, dtype=torch.float32)
     rgbs[keep] = rgb_k.float()
 
-    out = composite(sigmas, rgbs, t, rays.directions, white_back=white_back, deltas=dt.expand(N, M))
+    out = composite(sigmas, rgbs, t, rays.directions, white_back=white_back, deltas=dt)
     out = {f"{k}_coarse": v for k, v in out.items()}
     out.update(z_vals_coarse=t, n_samples=keep.sum())
     return out

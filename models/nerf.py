@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.contraction import contract as contract_points
 from models.encoding import PosEmbedding
 
 
@@ -18,14 +19,15 @@ class NeRF(nn.Module):
     density-only twin ``query_density(x) -> sigma``. Points and directions are in world (or NDC)
     coordinates; directions need not be normalized (the seed feeds them as they come).
     ``d`` may also hold one direction per ray (``per_ray_directions``): it is then encoded once per
-    ray and broadcast over the ray's samples, as the seed does.
+    ray and broadcast over the ray's samples, as the seed does. ``contract``: points are first
+    contracted (``models.contraction``; unbounded scenes), so the encoding sees the ball of radius 2.
     """
 
     per_ray_directions = True  # forward accepts d (N_rays, 3) for N_rays * S consecutive samples
 
-    def __init__(self, depth=8, width=256, n_freqs_xyz=10, n_freqs_dir=4, skips=(4,)):
+    def __init__(self, depth=8, width=256, n_freqs_xyz=10, n_freqs_dir=4, skips=(4,), contract=False):
         super().__init__()
-        self.depth, self.width, self.skips = depth, width, tuple(skips)
+        self.depth, self.width, self.skips, self.contract = depth, width, tuple(skips), bool(contract)
         self.embed_xyz = PosEmbedding(n_freqs_xyz)
         self.embed_dir = PosEmbedding(n_freqs_dir)
         in_xyz, in_dir = self.embed_xyz.out_channels, self.embed_dir.out_channels
@@ -43,7 +45,7 @@ class NeRF(nn.Module):
         self.rgb = nn.Sequential(nn.Linear(width // 2, 3), nn.Sigmoid())
 
     def _features(self, x):
-        x_enc = self.embed_xyz(x)
+        x_enc = self.embed_xyz(contract_points(x) if self.contract else x)
         h = x_enc
         for i, layer in enumerate(self.xyz_layers):
             if i in self.skips:

@@ -2,6 +2,7 @@
 import torch
 from torch import nn
 
+from models.contraction import contract as contract_points
 from models.encoding import SHEncoding
 from models.hash_encoding import HashEncoding
 
@@ -31,12 +32,13 @@ class NGPField(nn.Module):
 
     Same interface as ``models.nerf.NeRF``: ``forward(x, d) -> (sigma (N,), rgb (N, 3))`` and
     ``query_density(x) -> sigma (N,)``. Densities are already positive (exp activation); points
-    outside ``aabb`` ``(2, 3)`` have zero density.
+    outside ``aabb`` ``(2, 3)`` have zero density. ``contract``: points are first contracted
+    (``models.contraction``; unbounded scenes, ``aabb`` then the contracted box ``[-2, 2]^3``).
     """
 
-    def __init__(self, aabb, n_levels=16, log2_size=19, max_res=2048, width=64, geo_features=15):
+    def __init__(self, aabb, n_levels=16, log2_size=19, max_res=2048, width=64, geo_features=15, contract=False):
         super().__init__()
-        self.width = width
+        self.width, self.contract = width, bool(contract)
         self.encoding = HashEncoding(aabb, n_levels=n_levels, log2_size=log2_size, max_res=max_res)
         self.density_mlp = nn.Sequential(nn.Linear(self.encoding.out_channels, width), nn.ReLU(True),
                                          nn.Linear(width, 1 + geo_features))
@@ -45,6 +47,8 @@ class NGPField(nn.Module):
                                        nn.Linear(width, width), nn.ReLU(True), nn.Linear(width, 3), nn.Sigmoid())
 
     def _density_and_features(self, x):
+        if self.contract:
+            x = contract_points(x)
         h = self.density_mlp(self.encoding(x))
         aabb = self.encoding.aabb
         inside = ((x >= aabb[0]) & (x <= aabb[1])).all(-1)

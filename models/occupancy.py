@@ -4,10 +4,17 @@ A ``resolution^3`` grid over the scene box keeps, per cell, an exponential movin
 opacity a ray step would pick up there (``sigma * step_size``, a cheap proxy for alpha). Cells
 above ``min(mean, threshold)`` are occupied; ray marching only evaluates samples in occupied
 cells. Cells that no training camera sees are never occupied. Pure PyTorch, CPU or GPU.
+
+Unbounded scenes (``contracted=True``): the grid covers contracted space (``models.contraction``,
+box ``[-2, 2]^3``), points are contracted before lookup, and a cell's opacity proxy uses the world
+length of a step there (``step_size`` times the contraction's radial stretch), since the marcher's
+background steps grow the same way. Cells outside the ball of radius 2 hold no point and stay empty.
 """
 import numpy as np
 import torch
 from torch import nn
+
+from models.contraction import CONTRACTED_RADIUS, contract, uncontract, world_length_scale
 
 
 class OccupancyGrid(nn.Module):
@@ -15,17 +22,28 @@ class OccupancyGrid(nn.Module):
         aabb: ``(2, 3)`` scene box (min corner, max corner).
         resolution: cells per side.
         step_size: the ray-marching step (world units) used with this grid.
+        contracted: the box is in contracted space (unbounded scenes): world points are contracted
+            before lookup and ``cell_points`` returns world points.
     Buffers (saved in checkpoints): ``aabb``, ``step_size``, ``opacity`` ``(R^3,)`` (-1 marks cells
     no camera sees), ``occupied`` ``(R^3,)`` bool.
     """
 
-    def __init__(self, aabb, resolution=128, step_size=0.005):
+    def __init__(self, aabb, resolution=128, step_size=0.005, contracted=False):
         super().__init__()
-        self.resolution = resolution
+        self.resolution, self.contracted = resolution, bool(contracted)
         self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).view(2, 3).clone())
         self.register_buffer("step_size", torch.tensor(float(step_size)))
         self.register_buffer("opacity", torch.zeros(resolution ** 3))
         self.register_buffer("occupied", torch.ones(resolution ** 3, dtype=torch.bool))  # until the first update
+        if self.contracted:  # cells whose centre lies beyond radius 2 contain no contracted point
+            far = self._centres().norm(dim=-1) > CONTRACTED_RADIUS + 0.5 * self.cell_size.norm()
+            self.opacity[far] = -1.0
+            self.occupied &= ~far
+
+    def _centres(self):
+        R = self.resolution
+        ijk = torch.stack(torch.meshgrid(*[torch.arange(R)] * 3, indexing="ij"), -1).view(-1, 3)
+        return self.aabb[0] + (ijk + 0.5) * self.cell_size
 
     @property
     def cell_size(self):
@@ -40,16 +58,23 @@ class OccupancyGrid(nn.Module):
         return (ijk[:, 0] * R + ijk[:, 1]) * R + ijk[:, 2], inside
 
     def query(self, x):
-        """``(N, 3)`` points -> ``(N,)`` bool: inside the box and in an occupied cell."""
-        idx, inside = self.cell_index(x)
+        """``(N, 3)`` world points -> ``(N,)`` bool: inside the box and in an occupied cell."""
+        idx, inside = self.cell_index(contract(x) if self.contracted else x)
         return self.occupied[idx] & inside
 
     def cell_points(self, idx, jitter=True):
-        """A point in each cell ``idx`` ``(K,)``: random inside it, or its centre. ``(K, 3)``."""
+        """A world point in each cell ``idx`` ``(K,)``: random inside it, or its centre. ``(K, 3)``."""
         R = self.resolution
         ijk = torch.stack([idx // (R * R), (idx // R) % R, idx % R], -1).float()
         offset = torch.rand_like(ijk) if jitter else torch.full_like(ijk, 0.5)
-        return self.aabb[0] + (ijk + offset) * self.cell_size
+        y = self.aabb[0] + (ijk + offset) * self.cell_size
+        return uncontract(y) if self.contracted else y
+
+    def step_length(self, x):
+        """World length of a marching step at world points ``x`` ``(K, 3)``: ``(K,)``."""
+        if not self.contracted:
+            return self.step_size.expand(len(x))
+        return self.step_size * world_length_scale(contract(x))
 
     @torch.no_grad()
     def mark_invisible(self, K, poses, img_wh, near=0.0, max_res=64):
@@ -71,6 +96,9 @@ class OccupancyGrid(nn.Module):
         size = (self.aabb[1] - self.aabb[0]) / r
         centres = self.aabb[0] + (ijk + 0.5) * size  # (r^3, 3)
         margin = 0.5 * size.norm()
+        if self.contracted:  # in world units: a contracted cell far out spans a lot of world
+            margin = margin * world_length_scale(centres)
+            centres = uncontract(centres)
         seen = torch.zeros(len(centres), dtype=torch.bool, device=dev)
         for c2w, K in zip(poses, Ks):  # one camera at a time: memory stays O(r^3)
             cam = (centres - c2w[:, 3]) @ c2w[:, :3]  # world -> camera: R^T (x - t)
@@ -104,8 +132,11 @@ class OccupancyGrid(nn.Module):
             if len(occ):
                 idx = torch.cat([idx, occ[torch.randint(0, len(occ), (n_cells // 4,), device=occ.device)]])
             idx = idx[valid[idx]]
-        new = torch.cat([density_fn(self.cell_points(idx[i:i + (1 << 18)])).float()
-                         for i in range(0, len(idx), 1 << 18)]) * self.step_size
+        new = []
+        for i in range(0, len(idx), 1 << 18):
+            x = self.cell_points(idx[i:i + (1 << 18)])
+            new.append(density_fn(x).float() * self.step_length(x))
+        new = torch.cat(new) if new else torch.zeros(0, device=self.opacity.device)
         self.opacity[idx] = torch.maximum(self.opacity[idx] * decay, new)
         cut = min(self.opacity[valid].mean().item(), threshold)
         self.occupied = (self.opacity > cut) & valid

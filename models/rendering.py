@@ -14,7 +14,7 @@ never looks inside it.
 import torch
 from torch.profiler import record_function  # named scopes for benchmarks/profile_step.py
 
-from utils.rays import Rays
+from models.contraction import distance_from_parameter, ray_segments
 
 # On the CPU the fields run on pieces of at most this many points (whole rays): each activation
 # (30,000 x 256 float32 = 29 MB) then stays under glibc's 32 MB mmap threshold and reuses freed heap
@@ -47,6 +47,25 @@ def stratified_samples(near, far, n_samples, use_disp=False, perturb=0.0):
         lower = torch.cat([z_vals[:, :1], mids], -1)
         z_vals = lower + (upper - lower) * perturb * torch.rand_like(z_vals)
     return z_vals
+
+
+@record_function("nerf/sampling")
+def unbounded_samples(rays, n_samples, perturb=0.0):
+    """Sample distances for an unbounded scene (``--unbounded``): half of them linear in depth from
+    ``near`` to where the ray leaves the foreground (the unit ball), half linear in disparity from
+    there to ``far`` (``models.contraction.ray_parameter``), one per evenly spaced bin of ``s``.
+
+    Args: rays: ``Rays`` of N_rays; n_samples, perturb: as ``stratified_samples``.
+    Returns: z_vals ``(N_rays, n_samples)``, sorted, inside ``[near, far]``.
+    """
+    near, t_mid, far = ray_segments(rays)
+    s = torch.linspace(0, 1, n_samples, device=near.device, dtype=near.dtype).expand(len(near), n_samples)
+    if perturb > 0:
+        mids = 0.5 * (s[:, 1:] + s[:, :-1])
+        upper = torch.cat([mids, s[:, -1:]], -1)
+        lower = torch.cat([s[:, :1], mids], -1)
+        s = lower + (upper - lower) * perturb * torch.rand_like(s)
+    return distance_from_parameter(s, near, t_mid, far)
 
 
 @record_function("nerf/sampling")
@@ -162,7 +181,7 @@ def _render_level(field, rays, z_vals, noise_std, white_back, weights_only):
 
 
 def render_rays(fields, rays, *, n_samples=64, n_importance=0, use_disp=False, perturb=0.0,
-                noise_std=0.0, white_back=False, test_time=False):
+                noise_std=0.0, white_back=False, test_time=False, unbounded=False):
     """Render rays with NeRF's coarse-to-fine scheme.
 
     Args:
@@ -178,6 +197,8 @@ def render_rays(fields, rays, *, n_samples=64, n_importance=0, use_disp=False, p
         noise_std: density noise (training only).
         white_back: composite on white (Blender scenes).
         test_time: skip the coarse colours when a fine pass follows (only its weights are needed).
+        unbounded: the rays are in an unbounded scene's frame (``--unbounded``): coarse samples
+            from ``unbounded_samples`` (``use_disp`` does not apply), fields that contract points.
     Returns:
         dict of ``rgb_{level}`` ``(N_rays, 3)``, ``depth_{level}`` ``(N_rays,)``,
         ``opacity_{level}`` ``(N_rays,)``, ``weights_{level}`` ``(N_rays, S)`` and
@@ -190,7 +211,10 @@ def render_rays(fields, rays, *, n_samples=64, n_importance=0, use_disp=False, p
 
         return render_marched(fields["coarse"], grid, rays, float(grid.step_size), perturb=perturb > 0,
                               white_back=white_back)
-    z_coarse = stratified_samples(rays.near, rays.far, n_samples, use_disp, perturb)
+    if unbounded:
+        z_coarse = unbounded_samples(rays, n_samples, perturb)
+    else:
+        z_coarse = stratified_samples(rays.near, rays.far, n_samples, use_disp, perturb)
     weights_only = test_time and n_importance > 0
     coarse = _render_level(fields["coarse"], rays, z_coarse, noise_std, white_back, weights_only)
     out = {f"{k}_coarse": v for k, v in coarse.items()}
@@ -205,11 +229,19 @@ def render_rays(fields, rays, *, n_samples=64, n_importance=0, use_disp=False, p
     return out
 
 
+def train_render_kwargs(hparams, white_back, train=True):
+    """``render_rays`` options from the flags (``hparams``: namespace or dict): training perturbs the
+    samples and adds density noise (``--perturb``, ``--noise_std``); evaluation (``train=False``) does not."""
+    get = hparams.get if isinstance(hparams, dict) else lambda k, d=None: getattr(hparams, k, d)
+    return dict(n_samples=get("N_samples"), n_importance=get("N_importance"), use_disp=get("use_disp", False),
+                perturb=get("perturb", 1.0) if train else 0.0, noise_std=get("noise_std", 0.0) if train else 0.0,
+                white_back=white_back, test_time=not train, unbounded=bool(get("unbounded", False)))
+
+
 def eval_render_kwargs(hparams, white_back):
     """``render_rays`` options for evaluation (eval.py, the viewer, mesh colours): the checkpoint's
     sampling (``hparams``: its flags), deterministic samples, no density noise."""
-    return dict(n_samples=hparams.N_samples, n_importance=hparams.N_importance, use_disp=hparams.use_disp,
-                perturb=0.0, noise_std=0.0, white_back=white_back, test_time=True)
+    return train_render_kwargs(hparams, white_back, train=False)
 
 
 def final_level(results):

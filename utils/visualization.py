@@ -4,13 +4,15 @@ import numpy as np
 import torch
 
 
-def depth_to_rgb(depth, vmin=None, vmax=None, cmap=cv2.COLORMAP_JET):
+def depth_to_rgb(depth, vmin=None, vmax=None, cmap=cv2.COLORMAP_JET, inverse=False):
     """Colormap a depth map.
 
     Args:
         depth: ``(H, W)`` tensor or array. NaN/inf are treated as ``vmin``.
-        vmin, vmax: the range mapped to the colormap's ends; default: this map's min and max.
+        vmin, vmax: the depths mapped to the colormap's ends; default: this map's min and max.
             Pass fixed values to keep one scale across the frames of a video.
+        inverse: space the colours evenly in inverse depth (unbounded scenes: a far background
+            keeps distinct colours instead of all of it taking the far end's).
     Returns:
         ``(H, W, 3)`` uint8 **RGB** (OpenCV returns BGR; the seed passed that on as RGB).
     """
@@ -20,7 +22,11 @@ def depth_to_rgb(depth, vmin=None, vmax=None, cmap=cv2.COLORMAP_JET):
     lo = vmin if vmin is not None else (float(d[finite].min()) if finite.any() else 0.0)
     hi = vmax if vmax is not None else (float(d[finite].max()) if finite.any() else 1.0)
     d = np.where(finite, d, lo)
-    x = np.clip((d - lo) / max(hi - lo, 1e-8), 0, 1)
+    if inverse:  # near stays at the colormap's start, as in linear mode
+        lo, hi = max(lo, 1e-6), max(hi, 1e-6)
+        x = np.clip((1 / lo - 1 / np.maximum(d, 1e-6)) / max(1 / lo - 1 / hi, 1e-12), 0, 1)
+    else:
+        x = np.clip((d - lo) / max(hi - lo, 1e-8), 0, 1)
     bgr = cv2.applyColorMap((x * 255).astype(np.uint8), cmap)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 

@@ -89,15 +89,16 @@ class SceneRenderer:
             self.render(c2w, fov_y, (48, 32), piece_s=1e9)
 
     def depth_range(self):
-        """Colour scale of depth pictures: the scene's near/far (NDC scenes: 0-1)."""
-        return float(self.scene["near"]), float(self.scene["far"])
+        """Colour scale of depth pictures: the scene's near/far (NDC scenes: 0-1), and whether to
+        space the colours in inverse depth (unbounded scenes)."""
+        return float(self.scene["near"]), float(self.scene["far"]), bool(getattr(self.h, "unbounded", False))
 
 
 def picture(out, mode, vrange):
-    """``(H, W, 3)`` uint8 of a render: its colours, its depth (colormapped over ``vrange``), or
-    its opacity (grey)."""
+    """``(H, W, 3)`` uint8 of a render: its colours, its depth (colormapped over ``vrange``: near,
+    far and whether in inverse depth), or its opacity (grey)."""
     if mode == "depth":
-        return depth_to_rgb(out["depth"], *vrange)
+        return depth_to_rgb(out["depth"], *vrange[:2], inverse=vrange[2] if len(vrange) > 2 else False)
     if mode == "opacity":
         return to_uint8(out["opacity"][..., None].expand(-1, -1, 3))
     return to_uint8(out["rgb"])
