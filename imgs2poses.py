@@ -1,24 +1,37 @@
-"""Camera poses for your own photos, ready for ``train.py --dataset_name llff``.
+"""Camera poses for your own photos or video, ready for ``train.py --dataset_name llff``.
 
     python imgs2poses.py SCENE_DIR [--matcher auto|exhaustive|sequential] [--downscale 2] [--overwrite]
+    python imgs2poses.py SCENE_DIR --video clip.mp4 [--num_frames 150] [--downscale 2]
 
 reads the photos in ``SCENE_DIR/images`` and writes ``SCENE_DIR/sparse/0`` (a COLMAP model) and
 ``SCENE_DIR/poses_bounds.npy`` (LLFF format), using pycolmap on the CPU: no COLMAP build needed.
+With ``--video``, the photos are first taken from the clip: the sharpest frame of each of
+``--num_frames`` equal stretches of it, upright (a phone's rotation tag is honoured), written as
+``SCENE_DIR/images/frame_00001.jpg ...``; SfM then matches each frame with its neighbours. Nothing
+is left in SCENE_DIR when any step fails.
 """
 import argparse
 
 from opt import HelpFormatter
 from process_data.colmap_sfm import CAMERA_MODELS, imgs2poses
-from utils.errors import cli_main
+from process_data.video import DEFAULT_NUM_FRAMES, video2poses
+from utils.errors import UserError, cli_main
 
 
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=HelpFormatter, allow_abbrev=False)
-    parser.add_argument("scene_dir", help="scene folder holding images/ (photos of one size)")
+    parser.add_argument("scene_dir", help="scene folder holding images/ (photos of one size); with --video, "
+                                          "where images/ is written (created if missing)")
+    parser.add_argument("--video", metavar="FILE",
+                        help="take the photos from this clip (mp4, mov, ...): frames spread evenly over it, "
+                             "the sharpest of each stretch, written to SCENE_DIR/images")
+    parser.add_argument("--num_frames", type=int, metavar="N",
+                        help=f"with --video: how many frames to keep (default {DEFAULT_NUM_FRAMES})")
     parser.add_argument("--matcher", default="auto", choices=("auto", "exhaustive", "sequential"),
                         help="image pairs to match: all pairs, or each photo with its neighbours in name order "
-                             "(best for frames of a walk or a video); auto: exhaustive up to 40 photos")
+                             "(best for frames of a walk or a video); auto: exhaustive up to 40 photos, "
+                             "sequential with --video")
     parser.add_argument("--downscale", type=float, default=1.0,
                         help="run SfM on copies of the photos reduced by this factor (faster; the poses and "
                              "intrinsics written are for the full-size photos)")
@@ -27,7 +40,8 @@ def get_parser():
     parser.add_argument("--per_image_camera", action="store_true",
                         help="one camera per photo instead of one shared camera (photos from different devices)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the mapper")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing sparse/0 and poses_bounds.npy")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing sparse/0 and poses_bounds.npy (with --video, images/ too)")
     parser.add_argument("--verbose", action="store_true", help="show COLMAP's own log")
     return parser
 
@@ -35,9 +49,16 @@ def get_parser():
 @cli_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    imgs2poses(args.scene_dir, matcher=args.matcher, downscale=args.downscale, overwrite=args.overwrite,
-               camera_model=args.camera_model, single_camera=not args.per_image_camera, seed=args.seed,
+    sfm = dict(camera_model=args.camera_model, single_camera=not args.per_image_camera, seed=args.seed,
                verbose=args.verbose)
+    if args.video is not None:
+        num_frames = DEFAULT_NUM_FRAMES if args.num_frames is None else args.num_frames
+        video2poses(args.scene_dir, args.video, num_frames=num_frames, overwrite=args.overwrite,
+                    matcher=args.matcher, downscale=args.downscale, **sfm)
+        return
+    if args.num_frames is not None:
+        raise UserError("--num_frames goes with --video (how many frames to take from the clip)")
+    imgs2poses(args.scene_dir, matcher=args.matcher, downscale=args.downscale, overwrite=args.overwrite, **sfm)
 
 
 if __name__ == "__main__":

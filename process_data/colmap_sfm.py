@@ -27,6 +27,15 @@ CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV
 DEFAULT_PEAK_THRESHOLD = 0.02 / 3  # SIFT's default (0.02 / octave_resolution)
 
 
+class UnregisteredError(UserError):
+    """Too few photos registered. ``missing``: the names of those that did not; ``registered``,
+    ``total``: the counts (for callers that word the advice differently, e.g. frames of a video)."""
+
+    def __init__(self, message, missing, registered, total):
+        super().__init__(message)
+        self.missing, self.registered, self.total = missing, registered, total
+
+
 def check_inputs(scene_dir, overwrite):
     """The scene's image names and their common size ``(W, H)``; UserError for unusable input."""
     if not os.path.isdir(scene_dir):
@@ -41,13 +50,19 @@ def check_inputs(scene_dir, overwrite):
         raise UserError(f"only {len(paths)} image(s) in {images_dir}: structure from motion needs at least 3 "
                         "overlapping photos (a NeRF wants 20 or more)")
     size = common_size(paths)
+    check_outputs(scene_dir, overwrite)
+    return [os.path.relpath(p, images_dir) for p in paths], size
+
+
+def check_outputs(scene_dir, overwrite):
+    """UserError when ``sparse/0`` or ``poses_bounds.npy`` exist without ``overwrite``, or the
+    scene folder is not writable."""
     outputs = [os.path.join(scene_dir, "sparse", "0"), os.path.join(scene_dir, "poses_bounds.npy")]
     existing = [o for o in outputs if os.path.exists(o)]
     if existing and not overwrite:
         raise UserError(f"{' and '.join(existing)} already exist(s): pass --overwrite to replace them")
     if not os.access(scene_dir, os.W_OK):
         raise UserError(f"{scene_dir} is not writable: copy the scene to a folder you can write to")
-    return [os.path.relpath(p, images_dir) for p in paths], size
 
 
 def write_downscaled(scene_dir, names, size, downscale, out_dir):
@@ -174,9 +189,9 @@ def imgs2poses(scene_dir, matcher="auto", downscale=1.0, overwrite=False, camera
         listed = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
         if missing and len(done) < max(3, MIN_REGISTERED * len(names)):
             hint = "" if matcher == "exhaustive" else ", or --matcher exhaustive"
-            raise UserError(f"only {len(done)} of {len(names)} images registered; not registered: {listed}. "
-                            "Remove them from images/ (or add photos that overlap them) and run again"
-                            f"{hint}; a smaller --downscale also helps")
+            raise UnregisteredError(f"only {len(done)} of {len(names)} images registered; not registered: {listed}. "
+                                    "Remove them from images/ (or add photos that overlap them) and run again"
+                                    f"{hint}; a smaller --downscale also helps", missing, len(done), len(names))
         if downscale > 1:
             rescale_model(rec, size, sfm_size)
         staged = os.path.join(work, "sparse", "0")
