@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 
 from datasets.colmap import model_to_poses_bounds, read_model
-from datasets.image_utils import common_size, list_images
+from datasets.image_utils import common_size, list_images, same_aspect
+from datasets.ray_utils import orbit_of_cameras
 from utils.errors import UserError
 
 EXHAUSTIVE_MAX_IMAGES = 40  # "auto" matcher: all pairs up to this many images, neighbours beyond
@@ -211,7 +212,36 @@ def imgs2poses(scene_dir, matcher="auto", downscale=1.0, overwrite=False, camera
     else:
         log(f"wrote {sparse} and {os.path.join(scene_dir, 'poses_bounds.npy')} "
             f"({len(names)} images, {rec.num_points3D()} points)")
+    log(training_hint(scene_dir, poses_bounds, size))
     return poses_bounds
+
+
+def orbit_coverage(poses_bounds):
+    """Degrees of the turn the cameras make around the point they look at (about the capture's up
+    axis): ~0-60 for a forward-facing capture, 360 for a walk around an object. ``poses_bounds``:
+    ``(N, 17)`` LLFF rows."""
+    llff = poses_bounds[:, :15].reshape(-1, 3, 5)[:, :, :4]
+    poses = np.concatenate([llff[:, :, 1:2], -llff[:, :, 0:1], llff[:, :, 2:4]], -1)  # -> x right, y up, z back
+    orbit = orbit_of_cameras(poses)
+    rel = poses[:, :, 3] - orbit["target"]
+    flat = rel - (rel @ orbit["up"])[:, None] * orbit["up"]
+    angles = np.sort(np.arctan2(flat @ np.cross(orbit["up"], orbit["start"]), flat @ orbit["start"]))
+    gaps = np.diff(np.concatenate([angles, angles[:1] + 2 * np.pi]))  # the largest gap is what the walk left out
+    return float(np.degrees(2 * np.pi - gaps.max())) if len(angles) > 1 else 0.0
+
+
+def training_hint(scene_dir, poses_bounds, size):
+    """The train.py command that suits the capture: ``--unbounded --fast`` for a walk around an object
+    (a room or landscape behind it), NDC rays for a forward-facing one; a small ``--img_wh``."""
+    w0, h0 = size
+    w = next(w for w in range(max(8, w0 // 4), w0 + 1) if same_aspect((w, round(w * h0 / w0)), size))
+    wh = f"--img_wh {w} {round(w * h0 / w0)}"
+    turn = orbit_coverage(poses_bounds)
+    if turn > 120:
+        return (f"the cameras turn {turn:.0f} degrees around the object: a 360-degree capture. Train with\n"
+                f"  python train.py --dataset_name llff --root_dir {scene_dir} {wh} --unbounded --fast --max_time 10")
+    return (f"the cameras turn {turn:.0f} degrees: a forward-facing capture. Train with\n"
+            f"  python train.py --dataset_name llff --root_dir {scene_dir} {wh}")
 
 
 def move_into_place(work, scene_dir):

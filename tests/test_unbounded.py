@@ -1,6 +1,8 @@
 """Unbounded scenes (--unbounded): the contraction, both samplers, the contracted occupancy grid and
 the scene frame of a real 360-degree capture."""
+import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -198,3 +200,69 @@ def test_beer_unbounded_frame(beer_dir):
     xyz = np.array([p.xyz for p in points.values()])
     x = (ds.world_to_scene @ np.c_[xyz, np.ones(len(xyz))].T).T[:, :3]
     assert np.median(np.linalg.norm(x, axis=1)) < 0.3
+
+
+# ---------------------------------------------------------------- as a user runs it
+
+from conftest import TINY, run_script  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def beer_fast_ckpt(beer_dir, tmp_path_factory):
+    """``train.py --unbounded --fast`` on beer at 36x64 for 80 steps (the CPU preset): (ckpt, work dir)."""
+    work = tmp_path_factory.mktemp("beer_unbounded")
+    proc = run_script("train.py", "--dataset_name", "llff", "--root_dir", beer_dir, "--img_wh", 36, 64, "--unbounded",
+                      "--fast", "--num_gpus", 0, "--max_steps", 80, "--val_num", 9, "--exp_name", "ub", cwd=work)
+    return work / "ckpts" / "ub" / "last.ckpt", work, proc.stdout
+
+
+def test_unbounded_checkpoint_through_every_script(beer_fast_ckpt, tmp_path):
+    ckpt, work, log = beer_fast_ckpt
+    # the last validation says on how many of the held-out views its figure stands
+    assert "on all 9 held-out views" in log
+    # eval: held-out views, and depth frames coloured by inverse depth (the background keeps its detail)
+    run_script("eval.py", "--ckpt_path", ckpt, "--split", "test", "--out_dir", tmp_path / "test", "--save_depth",
+               cwd=work)
+    metrics = json.loads((tmp_path / "test" / "metrics.json").read_text())
+    assert metrics["n_views"] == 9 and metrics["psnr"] > 17
+    info = json.loads((tmp_path / "test" / "render_info.json").read_text())
+    lo, hi = info["depth_range"]
+    assert 0 < lo < 1 < hi  # the object inside the foreground, the room beyond it
+    # a weights-only file renders the same held-out views
+    run_script("save_weights_only.py", "--ckpt_path", ckpt, "--out", tmp_path / "ub.pt", cwd=work)
+    run_script("eval.py", "--ckpt_path", tmp_path / "ub.pt", "--split", "test", "--out_dir", tmp_path / "w",
+               "--no_depth", cwd=work)
+    again = json.loads((tmp_path / "w" / "metrics.json").read_text())
+    assert again["psnr"] == pytest.approx(metrics["psnr"], abs=1e-3)
+    # the mesh box defaults to the object, inside the foreground ball
+    proc = run_script("extract_mesh.py", "--ckpt_path", ckpt, "--preview_only", "--out", tmp_path / "mesh" / "ub.ply",
+                      cwd=work)
+    assert "inside the foreground ball" in proc.stdout
+    box = re.search(r"--x_range (\S+) (\S+) --y_range (\S+) (\S+) --z_range (\S+) (\S+)", proc.stdout)
+    assert box, proc.stdout
+    assert max(abs(float(v)) for v in box.groups()) < 1.0
+
+
+def test_unbounded_checkpoint_in_the_notebook(beer_fast_ckpt, monkeypatch):
+    from test_notebook import execute, outputs
+
+    ckpt, _, _ = beer_fast_ckpt
+    nb = execute({"CKPT_PATH": str(ckpt), "SPLIT": "test", "VIEW": 0}, monkeypatch)
+    assert not outputs(nb, "error")
+    text = "".join(o.get("text", "") for o in outputs(nb, "stream"))
+    assert float(re.search(r"PSNR ([\d.]+) dB", text).group(1)) > 15
+
+
+def test_unbounded_beats_bounded_on_beer(beer_dir, tmp_path):
+    """The learning test: the tiny vanilla model, equal steps, beer at 36x64: --unbounded scores
+    clearly higher than the seed's bounded --spheric_poses on the held-out views."""
+    scores = {}
+    for name, flag in (("bounded", "--spheric_poses"), ("unbounded", "--unbounded")):
+        run_script("train.py", "--dataset_name", "llff", "--root_dir", beer_dir, "--img_wh", 36, 64, flag, *TINY,
+                   "--lr", "2e-3", "--max_steps", UB_STEPS, "--val_num", 1, "--exp_name", name, cwd=tmp_path)
+        run_script("eval.py", "--ckpt_path", tmp_path / "ckpts" / name / "last.ckpt", "--split", "test", "--no_depth",
+                   "--out_dir", tmp_path / name, cwd=tmp_path)
+        scores[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    b, u = scores["bounded"], scores["unbounded"]
+    assert u["psnr"] > b["psnr"] + UB_MARGIN, (u["psnr"], b["psnr"])
+    assert u["psnr"] > 22

@@ -12,6 +12,7 @@ from argparse import Namespace
 import pytorch_lightning as pl
 import torch
 
+from viewer.camera import scene_box
 from viewer.render import SceneRenderer
 from viewer.server import ViewerServer, check_port
 
@@ -37,10 +38,9 @@ class ViewerCallback(pl.Callback):
         if trainer.global_rank != 0:
             return
         ds = pl_module.train_dataset
-        scene = {**ds.camera_state(), "rgbs": ds.rgbs.cpu() if ds.rgbs is not None else None,
-                 "aabb": None if ds.ndc else (pl_module.hparams.get("aabb") or ds.scene_aabb())}
-        fields = self._copy_fields(pl_module)
         h = Namespace(**dict(pl_module.hparams))
+        scene = {**ds.camera_state(), "rgbs": ds.rgbs.cpu() if ds.rgbs is not None else None, "aabb": scene_box(h, ds)}
+        fields = self._copy_fields(pl_module)
         self.renderer = SceneRenderer(fields, h, scene, pl_module.device, duty=TRAIN_DUTY)
         self.server = ViewerServer(self.renderer, port=self.port, host=self.host, out_dir=self.out_dir,
                                    aabb=scene["aabb"], title="nerf_pl viewer (training)")

@@ -86,14 +86,25 @@ def scene_cameras(h, ckpt, with_images=True):
     """
     if h.root_dir and os.path.isdir(h.root_dir):
         ds = make_dataset(h, "train")
-        aabb = getattr(h, "aabb", None) or ds.scene_aabb()
-        return {**ds.camera_state(), "rgbs": ds.rgbs if with_images else None, "aabb": None if ds.ndc else aabb}
+        return {**ds.camera_state(), "rgbs": ds.rgbs if with_images else None, "aabb": scene_box(h, ds)}
     stored = ckpt["extras"].get("path") if isinstance(ckpt["extras"], dict) else None
     if stored:
         state = {k: (v.numpy() if torch.is_tensor(v) else v) for k, v in stored.items()}
-        return {**state, "rgbs": None, "aabb": None if state["ndc"] else getattr(h, "aabb", None)}
+        return {**state, "rgbs": None, "aabb": None if state["ndc"] else scene_box(h)}
     raise UserError(f"the scene folder {h.root_dir or '(not named in the checkpoint)'} is not readable and "
                     f"{h.ckpt_path} carries no cameras: point --root_dir at the scene")
+
+
+def scene_box(h, ds=None):
+    """The box the viewer draws, ``[xmin, ymin, zmin, xmax, ymax, zmax]`` or None (NDC scenes): the
+    foreground ``[-1, 1]^3`` of an unbounded scene (its fast path's ``aabb`` is the contracted box,
+    not a place in the world), else ``--aabb`` (the fast path's box) or the dataset's."""
+    if ds is not None and ds.ndc:
+        return None
+    if getattr(h, "unbounded", False):
+        return [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]
+    aabb = h.get("aabb") if isinstance(h, dict) else getattr(h, "aabb", None)
+    return aabb or (ds.scene_aabb() if ds is not None else None)
 
 
 def reference_K(scene):
