@@ -57,6 +57,11 @@ def get_parser(description="Train a NeRF (PyTorch Lightning).", training=True):
     model.add_argument("--net_width", type=int, default=256, help="width of each MLP layer")
     model.add_argument("--N_emb_xyz", type=int, default=10, help="positional-encoding frequencies for xyz")
     model.add_argument("--N_emb_dir", type=int, default=4, help="positional-encoding frequencies for directions")
+    model.add_argument("--appearance_dim", type=int, default=0,
+                       help="per-image appearance codes (NeRF-W): each training image learns a code of N floats "
+                            "that the colour head sees (not the density), to absorb exposure and white-balance "
+                            "drift between frames; held-out views, render paths, the viewer and mesh colours use "
+                            "the mean training code. 0: off (default)")
     fast = parser.add_argument_group("fast path (--fast): hash-grid field, occupancy grid, ray marching")
     fast.add_argument("--fast", action="store_true", default=False,
                       help="train the fast path instead of the seed's NeRF (defaults: FAST_PRESET in opt.py, and FAST_CPU_PRESET when training on the CPU)")
@@ -195,7 +200,7 @@ def check_opts(hparams):
         value = getattr(hparams, name, None)
         if value is not None and value <= 0:
             raise UserError(f"--{name} must be positive, got {value}")
-    for name in ["N_importance", "N_emb_xyz", "N_emb_dir", "num_gpus", "num_workers", "llff_holdout"]:
+    for name in ["N_importance", "N_emb_xyz", "N_emb_dir", "appearance_dim", "num_gpus", "num_workers", "llff_holdout"]:
         value = getattr(hparams, name, None)
         if value is not None and value < 0:
             raise UserError(f"--{name} must be >= 0, got {value}")

@@ -45,7 +45,10 @@ class NeRFSystem(pl.LightningModule):
 
     def __init__(self, hparams, train_dataset=None, val_dataset=None):
         super().__init__()
-        self.save_hyperparameters(vars(hparams) if isinstance(hparams, Namespace) else dict(hparams))
+        hparams = dict(vars(hparams) if isinstance(hparams, Namespace) else hparams)
+        if train_dataset is not None:  # sizes the appearance codes; stored, so a checkpoint rebuilds them
+            hparams["n_train_images"] = len(train_dataset.poses)
+        self.save_hyperparameters(hparams)
         fields = build_fields(self.hparams, cameras=train_dataset)
         self.nerf_coarse = fields["coarse"]
         if "fine" in fields:

@@ -83,7 +83,7 @@ def held_out_rays(val, n_val, n_rays, seed=0):
     estimates the views' pooled PSNR at a fraction of the rendering cost)."""
     views = [val[i] for i in np.linspace(0, len(val) - 1, n_val).round().astype(int)]
     rays = [v["rays"] for v in views]
-    rays = type(rays[0])(*(torch.cat(parts) for parts in zip(*rays)))
+    rays = type(rays[0]).cat(rays)
     rgbs = torch.cat([v["rgbs"] for v in views])
     if 0 < n_rays < len(rgbs):
         pick = torch.randperm(len(rgbs), generator=torch.Generator().manual_seed(seed))[:n_rays]

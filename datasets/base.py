@@ -101,7 +101,9 @@ class BaseDataset(Dataset):
             pix_idx: ``LongTensor`` ``(N_rays,)`` of flat pixel indices (``v * W + u``);
                 None: every pixel of image ``img_idx``, row by row.
         Returns:
-            ``Rays`` of N_rays (H*W for a whole image).
+            ``Rays`` of N_rays (H*W for a whole image). In the train split ``image`` holds each
+            ray's image index (the training image whose appearance code colours it); other splits
+            leave it None (held-out views render with the mean code).
         """
         if self.directions.dim() == 3:  # a camera per image
             dirs = self.directions[img_idx] if pix_idx is None else self.directions[img_idx, pix_idx]
@@ -113,7 +115,10 @@ class BaseDataset(Dataset):
             focal, W, H = self.ndc_ref or (float(self.K[0, 0]), *self.img_wh)
             rays_o, rays_d = get_ndc_rays(H, W, focal, 1.0, rays_o, rays_d)
         ones = torch.ones_like(rays_o[:, :1])
-        return Rays(rays_o, rays_d, ones * self.near, ones * self.far)
+        image = None
+        if self.split == "train":
+            image = torch.as_tensor(img_idx, dtype=torch.long, device=rays_o.device).expand(len(rays_o))
+        return Rays(rays_o, rays_d, ones * self.near, ones * self.far, image)
 
     def __getitem__(self, idx):
         if self.split == "train":

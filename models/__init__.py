@@ -34,8 +34,17 @@ def build_fields(hparams, cameras=None):
     ``unbounded``: the fields contract points and the grid covers contracted space
     (``models.contraction``). ``cameras`` (the training dataset, fast path only): grid cells no training camera sees start
     (and stay) empty; leave it out when the grid comes from a checkpoint.
+    ``appearance_dim > 0``: each field owns a code per training image (``models.appearance``); their
+    number is ``n_train_images`` (train.py stores it in the flags, so checkpoints carry it), or
+    without it the number of ``cameras``' images (the benchmarks build fields that way).
     """
     get = hparams.get if isinstance(hparams, dict) else lambda k, d=None: getattr(hparams, k, d)
+    appearance = {}
+    if get("appearance_dim", 0):
+        n_images = get("n_train_images") or (len(cameras.poses) if cameras is not None else 0)
+        if not n_images:
+            raise ValueError("appearance codes need hparams.n_train_images (train.py sets it from the dataset)")
+        appearance = dict(appearance_dim=int(get("appearance_dim")), n_images=int(n_images))
     if get("fast", False):
         aabb = get("aabb")
         if aabb is None:
@@ -44,13 +53,13 @@ def build_fields(hparams, cameras=None):
         step = math.dist(lo, hi) / get("march_steps", 1024)
         unbounded = bool(get("unbounded", False))
         field = NGPField([lo, hi], n_levels=get("hash_levels", 16), log2_size=get("hash_log2_size", 19),
-                         max_res=get("hash_max_res", 2048), contract=unbounded)
+                         max_res=get("hash_max_res", 2048), contract=unbounded, **appearance)
         grid = OccupancyGrid([lo, hi], get("grid_resolution", 128), step, contracted=unbounded)
         if cameras is not None and not cameras.ndc:  # NDC: every cell is in some camera's frustum
             grid.mark_invisible(cameras.Ks, cameras.poses.cpu(), cameras.img_wh, near=cameras.near)
         return {"coarse": field, "occupancy": grid}
     kwargs = dict(depth=get("net_depth", 8), width=get("net_width", 256), n_freqs_xyz=get("N_emb_xyz", 10),
-                  n_freqs_dir=get("N_emb_dir", 4), contract=bool(get("unbounded", False)))
+                  n_freqs_dir=get("N_emb_dir", 4), contract=bool(get("unbounded", False)), **appearance)
     fields = {"coarse": NeRF(**kwargs)}
     if get("N_importance", 0) > 0:
         fields["fine"] = NeRF(**kwargs)

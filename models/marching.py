@@ -17,6 +17,7 @@ import math
 import torch
 from torch.profiler import record_function  # named scopes for benchmarks/profile_step.py
 
+from models.appearance import ray_codes
 from models.contraction import distance_from_parameter, ray_segments
 from models.rendering import composite, query_field
 
@@ -116,7 +117,8 @@ def _visible_samples(field, rays, t, dt, mask, early_stop_eps, block=64):
 
 
 def render_marched(field, grid, rays, step_size, perturb=False, white_back=False, early_stop_eps=1e-4):
-    """Render rays through an occupancy grid with one field.
+    """Render rays through an occupancy grid with one field (with ``rays.image``, a field with
+    appearance codes colours each sample with its ray's image code).
 
     Returns dict ``rgb_coarse`` ``(N, 3)``, ``depth_coarse`` ``(N,)``, ``opacity_coarse`` ``(N,)``,
     ``weights_coarse`` ``(N, M)``, ``z_vals_coarse`` ``(N, M)`` and ``n_samples`` (samples evaluated
@@ -128,7 +130,10 @@ def render_marched(field, grid, rays, step_size, perturb=False, white_back=False
     N, M = t.shape
     x = rays.origins[:, None] + rays.directions[:, None] * t[..., None]
     d = rays.directions[:, None].expand(N, M, 3)
-    sig_k, rgb_k = query_field(field, x[keep], d[keep])
+    code = ray_codes(field, rays)  # (N, dim) for rays of training images, else None (the mean code)
+    if code is not None:
+        code = code[:, None].expand(N, M, code.shape[-1])[keep]  # one per kept sample, like d
+    sig_k, rgb_k = query_field(field, x[keep], d[keep], code=code)
     sigmas = torch.zeros(N, M, device=t.device, dtype=torch.float32).masked_scatter(keep, sig_k.float())
     rgbs = torch.zeros(N, M, 3, device=t.device, dtype=torch.float32)
     rgbs[keep] = rgb_k.float()

@@ -3,11 +3,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.appearance import AppearanceCodes, make_appearance
 from models.contraction import contract as contract_points
 from models.encoding import PosEmbedding
 
 
-class NeRF(nn.Module):
+class NeRF(AppearanceCodes, nn.Module):
     """The MLP of the NeRF paper, with its own positional encodings.
 
     ``depth`` layers of ``width`` units on the encoded point, the input re-injected before
@@ -21,11 +22,19 @@ class NeRF(nn.Module):
     ``d`` may also hold one direction per ray (``per_ray_directions``): it is then encoded once per
     ray and broadcast over the ray's samples, as the seed does. ``contract``: points are first
     contracted (``models.contraction``; unbounded scenes), so the encoding sees the ball of radius 2.
+
+    ``appearance_dim > 0`` (NeRF-W's appearance embedding, ``models.appearance``): the field owns
+    ``appearance``, one learned code of ``appearance_dim`` floats per training image (``n_images``
+    of them, starting at zero), and the colour layer also sees a code: ``forward(x, d, code)`` with
+    ``code`` laid out like ``d`` (one per ray or one per point). The density never sees it. Without a code (held-out
+    views, render paths, exports) the mean of the training codes is used. ``appearance_dim == 0``
+    builds exactly the network above.
     """
 
     per_ray_directions = True  # forward accepts d (N_rays, 3) for N_rays * S consecutive samples
 
-    def __init__(self, depth=8, width=256, n_freqs_xyz=10, n_freqs_dir=4, skips=(4,), contract=False):
+    def __init__(self, depth=8, width=256, n_freqs_xyz=10, n_freqs_dir=4, skips=(4,), contract=False,
+                 appearance_dim=0, n_images=0):
         super().__init__()
         self.depth, self.width, self.skips, self.contract = depth, width, tuple(skips), bool(contract)
         self.embed_xyz = PosEmbedding(n_freqs_xyz)
@@ -41,7 +50,11 @@ class NeRF(nn.Module):
         self.xyz_layers = nn.ModuleList(layers)
         self.xyz_final = nn.Linear(width, width)
         self.sigma = nn.Linear(width, 1)
-        self.dir_layer = nn.Sequential(nn.Linear(width + in_dir, width // 2), nn.ReLU(True))
+        self.appearance_dim, self.in_dir = int(appearance_dim), in_dir
+        if self.appearance_dim > 0:
+            self.appearance = make_appearance(n_images, self.appearance_dim)
+        # dir_layer's input: [xyz_final(h) (width), enc(d) (in_dir), code (appearance_dim)]
+        self.dir_layer = nn.Sequential(nn.Linear(width + in_dir + self.appearance_dim, width // 2), nn.ReLU(True))
         self.rgb = nn.Sequential(nn.Linear(width // 2, 3), nn.Sigmoid())
 
     def _features(self, x):
@@ -64,10 +77,11 @@ class NeRF(nn.Module):
         """
         return self.sigma(self._features(x)).squeeze(-1)
 
-    def forward(self, x, d):
+    def forward(self, x, d, code=None):
         """Args: x ``(N, 3)`` points; d ``(N, 3)`` their view directions, or ``(R, 3)`` one per ray
         when x holds ``S = N / R`` consecutive samples of each of R rays (ray-major, as the renderer
-        lays them out).
+        lays them out); code (fields with ``appearance_dim > 0`` only): ``(R, appearance_dim)``
+        appearance codes, one per row of ``d``, or None for the mean training code.
 
         Returns: sigma ``(N,)`` raw density, rgb ``(N, 3)`` in [0, 1].
         """
@@ -76,10 +90,19 @@ class NeRF(nn.Module):
             raise ValueError(f"{n} points do not split into samples of {n_dirs} rays")
         h = self._features(x)
         sigma = self.sigma(h).squeeze(-1)
-        # dir_layer(cat[xyz_final(h), enc(d)]) with its weights split in two blocks: the direction's
-        # product is taken once per direction and broadcast over that ray's samples
-        lin = self.dir_layer[0]
-        dir_part = F.linear(self.embed_dir(d), lin.weight[:, self.width:], lin.bias)  # (R, W/2)
+        # dir_layer(cat[xyz_final(h), enc(d), code]) with its weights split in blocks: the products of
+        # the direction and the code are taken once per ray and broadcast over that ray's samples
+        lin, w, in_dir = self.dir_layer[0], self.width, self.in_dir
+        dir_part = F.linear(self.embed_dir(d), lin.weight[:, w:w + in_dir], lin.bias)  # (R, W/2)
+        if self.appearance_dim:
+            if code is None:
+                code = self.mean_code()[None]  # (1, dim): the same for every ray
+            elif code.shape != (n_dirs, self.appearance_dim):
+                raise ValueError(f"codes {tuple(code.shape)} do not match {n_dirs} directions of "
+                                 f"appearance_dim {self.appearance_dim}")
+            dir_part = dir_part + F.linear(code.to(dir_part.dtype), lin.weight[:, w + in_dir:])
+        elif code is not None:
+            raise ValueError("this field has no appearance codes (appearance_dim 0)")
         h = F.linear(self.xyz_final(h), lin.weight[:, :self.width])  # (N, W/2)
         h = h.view(n_dirs, n // max(n_dirs, 1), -1).add_(dir_part[:, None]).view(n, -1)
         return sigma, self.rgb(torch.relu_(h))

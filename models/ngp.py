@@ -2,6 +2,7 @@
 import torch
 from torch import nn
 
+from models.appearance import AppearanceCodes, make_appearance
 from models.contraction import contract as contract_points
 from models.encoding import SHEncoding
 from models.hash_encoding import HashEncoding
@@ -26,7 +27,7 @@ def trunc_exp(x):
     return _TruncExp.apply(x)
 
 
-class NGPField(nn.Module):
+class NGPField(AppearanceCodes, nn.Module):
     """Hash-grid field: ``HashEncoding`` -> 64-unit MLP -> (density, 15 geometry features); then
     features + spherical-harmonic view direction -> two 64-unit layers -> sigmoid RGB.
 
@@ -34,16 +35,26 @@ class NGPField(nn.Module):
     ``query_density(x) -> sigma (N,)``. Densities are already positive (exp activation); points
     outside ``aabb`` ``(2, 3)`` have zero density. ``contract``: points are first contracted
     (``models.contraction``; unbounded scenes, ``aabb`` then the contracted box ``[-2, 2]^3``).
+
+    ``appearance_dim > 0``: per-training-image appearance codes (``appearance``, ``n_images`` x
+    ``appearance_dim``, starting at zero) enter the colour MLP beside the features and the view
+    direction, as in ``models.nerf.NeRF``: ``forward(x, d, code)`` with ``code`` ``(N, appearance_dim)``,
+    one per point, or None for the mean training code (held-out views).
     """
 
-    def __init__(self, aabb, n_levels=16, log2_size=19, max_res=2048, width=64, geo_features=15, contract=False):
+    def __init__(self, aabb, n_levels=16, log2_size=19, max_res=2048, width=64, geo_features=15, contract=False,
+                 appearance_dim=0, n_images=0):
         super().__init__()
         self.width, self.contract = width, bool(contract)
+        self.appearance_dim = int(appearance_dim)
+        if self.appearance_dim > 0:
+            self.appearance = make_appearance(n_images, self.appearance_dim)
         self.encoding = HashEncoding(aabb, n_levels=n_levels, log2_size=log2_size, max_res=max_res)
         self.density_mlp = nn.Sequential(nn.Linear(self.encoding.out_channels, width), nn.ReLU(True),
                                          nn.Linear(width, 1 + geo_features))
         self.dir_encoding = SHEncoding()
-        self.color_mlp = nn.Sequential(nn.Linear(geo_features + self.dir_encoding.out_channels, width), nn.ReLU(True),
+        n_color_in = geo_features + self.dir_encoding.out_channels + self.appearance_dim
+        self.color_mlp = nn.Sequential(nn.Linear(n_color_in, width), nn.ReLU(True),
                                        nn.Linear(width, width), nn.ReLU(True), nn.Linear(width, 3), nn.Sigmoid())
 
     def _density_and_features(self, x):
@@ -59,8 +70,19 @@ class NGPField(nn.Module):
         """Args: x ``(N, 3)``. Returns: sigma ``(N,)`` (non-negative)."""
         return self._density_and_features(x)[0]
 
-    def forward(self, x, d):
-        """Args: x, d ``(N, 3)``. Returns: sigma ``(N,)``, rgb ``(N, 3)`` in [0, 1]."""
+    def forward(self, x, d, code=None):
+        """Args: x, d ``(N, 3)``; code: ``(N, appearance_dim)`` or None (the mean training code), for
+        fields with ``appearance_dim > 0`` only. Returns: sigma ``(N,)``, rgb ``(N, 3)`` in [0, 1]."""
         sigma, geo = self._density_and_features(x)
-        rgb = self.color_mlp(torch.cat([geo, self.dir_encoding(d).to(geo.dtype)], -1))
+        inputs = [geo, self.dir_encoding(d).to(geo.dtype)]
+        if self.appearance_dim:
+            if code is None:
+                code = self.mean_code().expand(len(x), -1)
+            elif code.shape != (len(x), self.appearance_dim):
+                raise ValueError(f"codes {tuple(code.shape)} do not match {len(x)} points of "
+                                 f"appearance_dim {self.appearance_dim}")
+            inputs.append(code.to(geo.dtype))
+        elif code is not None:
+            raise ValueError("this field has no appearance codes (appearance_dim 0)")
+        rgb = self.color_mlp(torch.cat(inputs, -1))
         return sigma, rgb

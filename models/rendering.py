@@ -8,12 +8,16 @@ chunk loop used by training, eval.py, test.ipynb and extract_mesh.py.
 A *field* is anything with ``field(x, d) -> (sigma, rgb)`` and ``field.query_density(x) -> sigma``
 (``x``, ``d``: ``(N, 3)``; ``sigma``: ``(N,)`` raw, before ReLU; ``rgb``: ``(N, 3)``), e.g.
 ``models.nerf.NeRF``. A field whose ``per_ray_directions`` is true also takes ``d`` ``(N_rays, 3)``
-for the ``N_rays * S`` samples of its rays (one direction per ray, encoded once). The renderer
-never looks inside it.
+for the ``N_rays * S`` samples of its rays (one direction per ray, encoded once). A field with
+per-image appearance codes (``appearance_dim > 0``, ``models.appearance``) also takes
+``field(x, d, code)``, ``code`` laid out like ``d``: rays of training images (``Rays.image``) pass
+their image's code, other rays none (the field then uses its mean code). The renderer never looks
+inside a field or a code.
 """
 import torch
 from torch.profiler import record_function  # named scopes for benchmarks/profile_step.py
 
+from models.appearance import ray_codes
 from models.contraction import distance_from_parameter, ray_segments
 
 # On the CPU the fields run on pieces of at most this many points (whole rays): each activation
@@ -144,18 +148,22 @@ def composite(sigmas, rgbs, z_vals, directions, noise_std=0.0, white_back=False,
 
 
 @record_function("nerf/field")
-def query_field(field, x, d=None, max_points=1 << 18):
+def query_field(field, x, d=None, max_points=1 << 18, code=None):
     """Evaluate a field on ``x`` ``(N, 3)`` (and ``d`` ``(N, 3)``, or ``(N_rays, 3)`` for a field
-    with ``per_ray_directions``) in pieces of about ``max_points`` (whole rays).
+    with ``per_ray_directions``) in pieces of about ``max_points`` (whole rays). ``code``: appearance
+    codes with one row per row of ``d`` (split with it), or None to call ``field(x, d)`` without.
 
     Returns ``sigma`` ``(N,)`` when ``d`` is None, else ``(sigma (N,), rgb (N, 3))``. Pieces bound
     the activation memory at eval time (and on the CPU, see ``CPU_PIECE_POINTS``, speed up training).
     """
     if x.shape[0] <= max_points:
-        return field.query_density(x) if d is None else field(x, d)
+        if d is None:
+            return field.query_density(x)
+        return field(x, d) if code is None else field(x, d, code)
     per = 1 if d is None else x.shape[0] // max(d.shape[0], 1)  # samples per direction
     step = max(1, max_points // per) * per
-    outs = [query_field(field, x[i:i + step], None if d is None else d[i // per:(i + step) // per], step)
+    outs = [query_field(field, x[i:i + step], None if d is None else d[i // per:(i + step) // per], step,
+                        None if code is None else code[i // per:(i + step) // per])
             for i in range(0, x.shape[0], step)]
     if d is None:
         return torch.cat(outs)
@@ -171,11 +179,14 @@ def _render_level(field, rays, z_vals, noise_std, white_back, weights_only):
     if weights_only:
         sigmas, rgbs = query_field(field, x, max_points=max_points), None
     else:
+        code = ray_codes(field, rays)  # (N_rays, dim) for rays of training images, else None
         if getattr(field, "per_ray_directions", False):
-            d = rays.directions  # (N_rays, 3): encoded once per ray by the field
+            d = rays.directions  # (N_rays, 3): encoded once per ray by the field (and so the code)
         else:
             d = rays.directions[:, None].expand(n_rays, n_samples, 3).reshape(-1, 3)
-        sigmas, rgbs = query_field(field, x, d, max_points)
+            if code is not None:
+                code = code[:, None].expand(n_rays, n_samples, code.shape[-1]).reshape(n_rays * n_samples, -1)
+        sigmas, rgbs = query_field(field, x, d, max_points, code)
         rgbs = rgbs.view(n_rays, n_samples, 3)
     return composite(sigmas.view(n_rays, n_samples), rgbs, z_vals, rays.directions, noise_std, white_back)
 
@@ -189,7 +200,8 @@ def render_rays(fields, rays, *, n_samples=64, n_importance=0, use_disp=False, p
             (the coarse field is reused if it is missing). With an ``"occupancy"`` grid (the fast
             path) the rays are instead marched through the grid with the coarse field
             (``models.marching``; the sampling arguments other than ``perturb`` do not apply).
-        rays: ``Rays`` of N_rays.
+        rays: ``Rays`` of N_rays; with ``rays.image`` (training rays) fields with appearance codes
+            colour each ray with its image's code, without it with their mean code.
         n_samples: stratified samples per ray for the coarse pass.
         n_importance: extra samples drawn from the coarse weights; 0 renders with the coarse pass only.
         use_disp, perturb: see ``stratified_samples``; ``perturb == 0`` also makes the fine

@@ -53,35 +53,46 @@ def field_state(state_dict, level, prefixes_to_ignore=()):
 
 def infer_field_hparams(state_dict):
     """Network-shape flags read off the weights. For the seed's NeRF: net_depth, net_width,
-    N_emb_xyz, N_emb_dir and has_fine (N_importance > 0 or not); for the fast path: fast=True."""
+    N_emb_xyz, N_emb_dir and has_fine (N_importance > 0 or not); for the fast path: fast=True.
+    Both: appearance_dim (0 without codes) and, with codes, n_train_images."""
     coarse = field_state(state_dict, "coarse")
+    codes = coarse.get("appearance.weight")
+    appearance = {"appearance_dim": 0} if codes is None else \
+        {"appearance_dim": int(codes.shape[1]), "n_train_images": int(codes.shape[0])}
     if "encoding.table" in coarse:
-        return {"fast": True, "has_fine": False, "hash_entries": int(coarse["encoding.table"].shape[0])}
+        return {"fast": True, "has_fine": False, "hash_entries": int(coarse["encoding.table"].shape[0]), **appearance}
     layer_ids = {int(m.group(1)) for k in coarse for m in [re.match(r"xyz_layers\.(\d+)\.", k)] if m}
     if not layer_ids or "xyz_layers.0.0.weight" not in coarse or "dir_layer.0.weight" not in coarse:
         raise UserError("checkpoint weights do not have the layout of models.nerf.NeRF or models.ngp.NGPField")
     width, in_xyz = coarse["xyz_layers.0.0.weight"].shape
-    in_dir = coarse["dir_layer.0.weight"].shape[1] - width
+    in_dir = coarse["dir_layer.0.weight"].shape[1] - width - appearance["appearance_dim"]
     return {"fast": False, "net_depth": max(layer_ids) + 1, "net_width": int(width),
             "N_emb_xyz": (int(in_xyz) // 3 - 1) // 2, "N_emb_dir": (int(in_dir) // 3 - 1) // 2,
-            "has_fine": any(k.startswith(FIELD_PREFIXES["fine"] + ".") for k in state_dict)}
+            "has_fine": any(k.startswith(FIELD_PREFIXES["fine"] + ".") for k in state_dict), **appearance}
 
 
 def describe(h):
     """One phrase for a model shape (``infer_field_hparams`` output)."""
+    codes = ""
+    if h.get("appearance_dim"):
+        codes = f", appearance codes {h.get('n_train_images', '?')} x {h['appearance_dim']}"
     if h.get("fast"):
-        return f"a fast-path hash-grid field ({h.get('hash_entries', '?')} hash entries)"
+        return f"a fast-path hash-grid field ({h.get('hash_entries', '?')} hash entries){codes}"
     return (f"{h['net_depth']}x{h['net_width']} MLPs, {h['N_emb_xyz']}/{h['N_emb_dir']} encoding frequencies, "
-            f"{'coarse + fine' if h['has_fine'] else 'coarse only'}")
+            f"{'coarse + fine' if h['has_fine'] else 'coarse only'}{codes}")
 
 
 def _module_shape(fields):
     """``infer_field_hparams``-style description of the modules the flags built."""
     coarse = fields["coarse"]
+    codes = getattr(coarse, "appearance", None)
+    appearance = {"appearance_dim": 0} if codes is None else \
+        {"appearance_dim": codes.embedding_dim, "n_train_images": codes.num_embeddings}
     if hasattr(coarse, "encoding"):
-        return {"fast": True, "has_fine": False, "hash_entries": int(coarse.encoding.table.shape[0])}
+        return {"fast": True, "has_fine": False, "hash_entries": int(coarse.encoding.table.shape[0]), **appearance}
     return {"fast": False, "net_depth": coarse.depth, "net_width": coarse.width,
-            "N_emb_xyz": coarse.embed_xyz.n_freqs, "N_emb_dir": coarse.embed_dir.n_freqs, "has_fine": "fine" in fields}
+            "N_emb_xyz": coarse.embed_xyz.n_freqs, "N_emb_dir": coarse.embed_dir.n_freqs, "has_fine": "fine" in fields,
+            **appearance}
 
 
 def load_fields_state(fields, state_dict, prefixes_to_ignore=(), source="checkpoint"):
@@ -103,13 +114,16 @@ def load_fields_state(fields, state_dict, prefixes_to_ignore=(), source="checkpo
         except RuntimeError:
             found, wanted = infer_field_hparams(state_dict), _module_shape(fields)
             raise UserError(f"{source} has {describe(found)} but the flags ask for {describe(wanted)}: "
-                            f"drop the shape flags (--net_depth/--net_width/--N_emb_*/--N_importance/--fast) "
+                            f"drop the shape flags (--net_depth/--net_width/--N_emb_*/--N_importance/--fast/"
+                            f"--appearance_dim) "
                             f"to use the checkpoint's") from None
 
 
-# Flags a checkpoint fixes: the networks' shape and how rays are sampled, and the scene it was trained on.
+# Flags a checkpoint fixes: the networks' shape and how rays are sampled, and the scene it was trained on
+# (n_train_images is no flag: train.py stores the number of training images, which sizes the appearance codes).
 MODEL_KEYS = ("net_depth", "net_width", "N_emb_xyz", "N_emb_dir", "N_samples", "N_importance", "use_disp",
-              "fast", "aabb", "grid_resolution", "march_steps", "hash_levels", "hash_log2_size", "hash_max_res")
+              "fast", "aabb", "grid_resolution", "march_steps", "hash_levels", "hash_log2_size", "hash_max_res",
+              "appearance_dim", "n_train_images")
 SCENE_KEYS = ("dataset_name", "root_dir", "img_wh", "spheric_poses", "spheric_bounds", "unbounded", "white_back", "llff_holdout")
 
 
@@ -128,11 +142,14 @@ def merge_hparams(hparams, explicit, ckpt):
         if shape["fast"]:
             raise UserError(f"{hparams.ckpt_path} holds fast-path weights without their flags: "
                             f"re-export it with save_weights_only.py")
-        stored = {k: shape[k] for k in ("net_depth", "net_width", "N_emb_xyz", "N_emb_dir")}
+        stored = {k: shape[k] for k in ("net_depth", "net_width", "N_emb_xyz", "N_emb_dir", "appearance_dim",
+                                        "n_train_images") if k in shape}
         if not shape["has_fine"]:
             stored["N_importance"] = 0
     for key in MODEL_KEYS + SCENE_KEYS:
         if key in stored and key not in explicit:
             value = stored[key]
             setattr(hparams, key, list(value) if isinstance(value, tuple) else value)
+    if getattr(hparams, "appearance_dim", 0) and not getattr(hparams, "n_train_images", None):
+        raise UserError(f"{hparams.ckpt_path} was trained without appearance codes: drop --appearance_dim")
     return hparams

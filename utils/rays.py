@@ -1,5 +1,5 @@
 """The ray batch type shared by the datasets (which build rays) and the renderer (which consumes them)."""
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -9,18 +9,38 @@ class Rays(NamedTuple):
 
     Distances along a ray are in units of ``directions`` (unit vectors for metric rays, so depth
     is metric; NDC rays are not normalized, as in the paper).
+
+    ``image``: ``(N_rays,)`` long, the index of the training image each ray comes from (the
+    datasets fill it for their train split only), or None for rays of any other view (held-out
+    images, render paths, the viewer, mesh colours). A field with per-image appearance codes
+    (``--appearance_dim``) colours a ray with its image's code, and a ray without one with the
+    mean of the training codes.
     """
 
     origins: torch.Tensor
     directions: torch.Tensor
     near: torch.Tensor
     far: torch.Tensor
+    image: Optional[torch.Tensor] = None
 
     def __len__(self):
         return self.origins.shape[0]
 
     def __getitem__(self, idx):
-        return Rays(*(t[idx] for t in self))
+        return Rays(*(None if t is None else t[idx] for t in self))
 
     def to(self, *args, **kwargs):
-        return Rays(*(t.to(*args, **kwargs) for t in self))
+        """Move (and cast) the float tensors; ``image`` only moves, it stays an integer index."""
+        moved = [t.to(*args, **kwargs) for t in (self.origins, self.directions, self.near, self.far)]
+        image = None if self.image is None else self.image.to(moved[0].device,
+                                                              non_blocking=kwargs.get("non_blocking", False))
+        return Rays(*moved, image)
+
+    @staticmethod
+    def cat(batches):
+        """One ``Rays`` of several, in order; ``image`` is kept only when every batch has it."""
+        batches = list(batches)
+        images = [b.image for b in batches]
+        image = None if any(i is None for i in images) else torch.cat(images)
+        return Rays(*(torch.cat([getattr(b, k) for b in batches]) for k in ("origins", "directions", "near", "far")),
+                    image)
