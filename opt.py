@@ -42,6 +42,9 @@ def get_parser(description="Train a NeRF (PyTorch Lightning).", training=True):
     data.add_argument("--spheric_bounds", default="seed", choices=("seed", "full"),
                       help="LLFF with --spheric_poses: ray range. seed: nearest depth bound to min(8 x it, the "
                            "farthest); full: 0.9 x the nearest to 1.1 x the farthest (see benchmarks/RESULTS.md)")
+    data.add_argument("--ndc_viewdirs", default="ndc", choices=("ndc", "world"),
+                      help="LLFF forward-facing (NDC) scenes: the view direction fields see. ndc: the NDC ray "
+                           "direction (the seed); world: the unit world-space direction (the original NeRF)")
     data.add_argument("--llff_holdout", type=int, default=8,
                       help="LLFF: hold out every N-th view for val/test (0: train on all views)")
     data.add_argument("--white_back", type=int, default=None, choices=(0, 1),

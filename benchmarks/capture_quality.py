@@ -101,7 +101,8 @@ def train_variant(a, name, flags):
                                "ssim": round(float(np.mean([s[1] for s in scores])), 4),
                                "psnr_views": [round(x, 2) for x in p],
                                "s_per_step": round(clock / max(step, 1), 4),
-                               "samples_per_ray": round(float(np.mean(samples[-200:])), 1) if samples else None})
+                               "samples_per_ray": round(float(np.mean(samples[-200:])), 1) if samples else None,
+                               "occupancy": round(grid.occupancy_rate(), 4) if grid is not None else None})
             print(line, flush=True)
             with open(os.path.join(a.out_dir, f"{a.tag}.jsonl"), "a") as f:
                 f.write(line + "\n")

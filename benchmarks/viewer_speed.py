@@ -5,7 +5,7 @@
     python benchmarks/viewer_speed.py --device cuda --width 800         # frames per second at 800x800
 
 Renders exactly as the viewer does (``viewer.render.SceneRenderer`` after its calibration, the
-first image sized by ``first_width`` for the default 0.2 s "time per frame"), from a camera 4
+first image sized by ``SceneRenderer.first_image_width`` for the default 0.2 s "time per frame"), from a camera 4
 units from the origin (a Blender-style view, near 2, far 6, 40 degree field of view), square
 images. Without checkpoints (the seed-sized network only on a GPU: on a CPU its 512-px frame
 takes minutes) the networks are freshly initialized: the vanilla renderer's cost does
@@ -32,7 +32,7 @@ from datasets.ray_utils import look_at  # noqa: E402
 from models import build_fields  # noqa: E402
 from opt import get_opts  # noqa: E402
 from models import load_model  # noqa: E402
-from viewer.render import SceneRenderer, first_width  # noqa: E402
+from viewer.render import SceneRenderer, picture  # noqa: E402
 
 FRESH = {"seed 8x256, 64+128 samples": "--N_samples 64 --N_importance 128",
          "tiny 4x64, 32+32 samples": "--net_depth 4 --net_width 64 --N_samples 32 --N_importance 32",
@@ -77,19 +77,20 @@ def main(argv=None):
         r = SceneRenderer(fields, Namespace(**vars(h)) if not isinstance(h, Namespace) else h,
                           blender_scene(c2w[None]), args.device)
         r.calibrate(c2w, fov)
-        r.render(c2w, fov, (first_width(r.rays_per_s, args.frame_time, 1.0, args.width),) * 2)  # a first move
+
+        def image(w):  # as a viewer tab does: render, make the picture, note the whole image's time
+            t0 = time.perf_counter()
+            picture(r.render(c2w, fov, (w, w)), "rgb", r.depth_range())
+            sync()
+            r.note_image(w * w, time.perf_counter() - t0)
+            return time.perf_counter() - t0
+
+        image(r.first_image_width(args.frame_time, 1.0, args.width))  # a first move
         firsts, frames = [], []
         for _ in range(args.repeats):
-            w0 = first_width(r.rays_per_s, args.frame_time, 1.0, args.width)
-            sync()
-            t0 = time.perf_counter()
-            r.render(c2w, fov, (w0, w0))
-            sync()
-            firsts.append((time.perf_counter() - t0, w0))
-            t0 = time.perf_counter()
-            r.render(c2w, fov, (args.width, args.width))
-            sync()
-            frames.append(time.perf_counter() - t0)
+            w0 = r.first_image_width(args.frame_time, 1.0, args.width)
+            firsts.append((image(w0), w0))
+            frames.append(image(args.width))
         first_s, w0 = sorted(firsts)[len(firsts) // 2]
         frame_s = float(np.median(frames))
         print(json.dumps({"model": name, "device": args.device, "first_image_s": round(first_s, 3), "first_width": w0,

@@ -19,6 +19,7 @@ def dataset_kwargs(hparams):
         kwargs["spheric_poses"] = bool(getattr(hparams, "spheric_poses", False))
         kwargs["unbounded"] = bool(getattr(hparams, "unbounded", False))
         kwargs["spheric_bounds"] = getattr(hparams, "spheric_bounds", "seed")
+        kwargs["ndc_viewdirs"] = getattr(hparams, "ndc_viewdirs", "ndc")
         kwargs["holdout"] = int(getattr(hparams, "llff_holdout", 8))
     return kwargs
 

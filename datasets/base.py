@@ -31,6 +31,7 @@ class BaseDataset(Dataset):
     """
 
     ndc = False
+    ndc_viewdirs = False  # NDC rays: give fields unit world-space view directions (--ndc_viewdirs world)
     ndc_ref = None  # (focal, W, H) of the camera defining the NDC map; None: this dataset's own
     white_back = False
 
@@ -86,7 +87,8 @@ class BaseDataset(Dataset):
         K = self.Ks if self.directions.dim() == 3 else self.K
         return dict(K=np.array(K, dtype=np.float32), img_wh=list(self.img_wh),
                     poses=self.poses.cpu().numpy(), near=float(self.near), far=float(self.far),
-                    ndc=bool(self.ndc), white_back=bool(self.white_back), image_names=self.image_names)
+                    ndc=bool(self.ndc), white_back=bool(self.white_back), image_names=self.image_names,
+                    ndc_viewdirs=bool(self.ndc_viewdirs))
 
     def __len__(self):
         if self.split == "train":
@@ -111,14 +113,16 @@ class BaseDataset(Dataset):
             dirs = self.directions if pix_idx is None else self.directions[pix_idx]  # (N_rays, 3)
         c2w = self.poses[img_idx]  # (3, 4) or (N_rays, 3, 4)
         rays_o, rays_d = get_rays(dirs, c2w)
+        viewdirs = None
         if self.ndc:
             focal, W, H = self.ndc_ref or (float(self.K[0, 0]), *self.img_wh)
+            viewdirs = rays_d if self.ndc_viewdirs else None  # unit, world space, before the NDC map
             rays_o, rays_d = get_ndc_rays(H, W, focal, 1.0, rays_o, rays_d)
         ones = torch.ones_like(rays_o[:, :1])
         image = None
         if self.split == "train":
             image = torch.as_tensor(img_idx, dtype=torch.long, device=rays_o.device).expand(len(rays_o))
-        return Rays(rays_o, rays_d, ones * self.near, ones * self.far, image)
+        return Rays(rays_o, rays_d, ones * self.near, ones * self.far, image, viewdirs)
 
     def __getitem__(self, idx):
         if self.split == "train":
@@ -176,9 +180,11 @@ class CameraPath(BaseDataset):
     view must keep (the viewer, ``eval.py --path_json``).
     """
 
-    def __init__(self, K, img_wh, poses, near, far, ndc=False, white_back=False, image_names=None, ndc_ref=None):
+    def __init__(self, K, img_wh, poses, near, far, ndc=False, white_back=False, image_names=None, ndc_ref=None,
+                 ndc_viewdirs=False):
         self._state = dict(K=np.asarray(K, dtype=np.float32), poses=np.asarray(poses, dtype=np.float32),
-                           near=float(near), far=float(far), ndc=bool(ndc), white_back=bool(white_back))
+                           near=float(near), far=float(far), ndc=bool(ndc), white_back=bool(white_back),
+                           ndc_viewdirs=bool(ndc_viewdirs))
         super().__init__(root_dir=None, split="path", img_wh=img_wh)
         self.image_names = image_names
         self.ndc_ref = tuple(float(v) for v in ndc_ref) if ndc_ref else None
@@ -187,6 +193,7 @@ class CameraPath(BaseDataset):
         s = self._state
         self.K, self.poses, self.near, self.far = s["K"], s["poses"], s["near"], s["far"]
         self.ndc, self.white_back, self.rgbs = s["ndc"], s["white_back"], None
+        self.ndc_viewdirs = s["ndc_viewdirs"]
 
     @classmethod
     def from_state(cls, state):

@@ -171,7 +171,7 @@ class LLFFDataset(BaseDataset):
     """
 
     def read_meta(self, split, white_back=False, spheric_poses=False, holdout=8, unbounded=False,
-                  spheric_bounds="seed", **_):
+                  spheric_bounds="seed", ndc_viewdirs="ndc", **_):
         if split not in SPLITS:
             raise UserError(f"unknown split '{split}' for an LLFF scene: choose one of {', '.join(SPLITS)}")
         if holdout < 0:
@@ -206,6 +206,7 @@ class LLFFDataset(BaseDataset):
             self.far = float(min(8 * self.near, bounds.max()))  # the seed's cap on the far bound
         else:
             self.ndc, self.near, self.far = True, 0.0, 1.0
+            self.ndc_viewdirs = ndc_viewdirs == "world"
 
         if split == "path":  # the mean camera
             self.poses, self.rgbs = self.render_path(poses, bounds).astype(np.float32), None

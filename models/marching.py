@@ -116,20 +116,69 @@ def _visible_samples(field, rays, t, dt, mask, early_stop_eps, block=64):
     return keep
 
 
+@torch.no_grad()
+@record_function("nerf/field")
+def _render_one_pass(field, rays, t, dt, mask, early_stop_eps, code=None, block=64):
+    """Inference (no gradients): density and colour together, block by block along the rays,
+    compositing as it goes and skipping rays already opaque, so each kept sample is evaluated once
+    (training needs the two passes: the first, gradient-free, picks the samples to back-propagate).
+
+    Returns weights ``(N, M)`` (``composite``'s, up to its 1e-10 guard) and rgb ``(N, 3)`` (no background)
+    and the number of samples evaluated.
+    """
+    N, M = t.shape
+    delta = dt * rays.directions.norm(dim=-1, keepdim=True)  # (N, M) step in world units
+    tau = torch.zeros(N, device=t.device)  # optical depth so far
+    weights = torch.zeros(N, M, device=t.device)
+    rgb = torch.zeros(N, 3, device=t.device)
+    max_tau, evaluated = -math.log(early_stop_eps), 0
+    for b in range(0, M, block):
+        alive = tau < max_tau  # (N,)
+        m = mask[:, b:b + block] & alive[:, None]
+        if not m.any():
+            if not alive.any():
+                break
+            continue
+        B = m.shape[1]
+        x = rays.origins[:, None] + rays.directions[:, None] * t[:, b:b + block, None]
+        d = rays.view_directions[:, None].expand(N, B, 3)
+        c = None if code is None else code[:, None].expand(N, B, code.shape[-1])[m]
+        sig_m, rgb_m = query_field(field, x[m], d[m], code=c)
+        evaluated += len(sig_m)
+        sig = torch.zeros(m.shape, device=t.device)
+        sig[m] = torch.relu(sig_m.float())
+        col = torch.zeros(N, B, 3, device=t.device)
+        col[m] = rgb_m.float()
+        od = sig * delta[:, b:b + block]
+        cum = tau[:, None] + torch.cumsum(od, 1) - od  # optical depth in front of each sample
+        w = torch.exp(-cum) * (1 - torch.exp(-od))  # T_i * alpha_i
+        weights[:, b:b + block] = w
+        rgb += (w[..., None] * col).sum(1)
+        tau = tau + od.sum(1)
+    return weights, rgb, evaluated
+
+
 def render_marched(field, grid, rays, step_size, perturb=False, white_back=False, early_stop_eps=1e-4):
     """Render rays through an occupancy grid with one field (with ``rays.image``, a field with
     appearance codes colours each sample with its ray's image code).
 
     Returns dict ``rgb_coarse`` ``(N, 3)``, ``depth_coarse`` ``(N,)``, ``opacity_coarse`` ``(N,)``,
     ``weights_coarse`` ``(N, M)``, ``z_vals_coarse`` ``(N, M)`` and ``n_samples`` (samples evaluated
-    with gradients, for logging).
+    with gradients, for logging). Without gradients (eval, the viewer) each sample is evaluated once.
     """
     marcher = march_unbounded if getattr(grid, "contracted", False) else march
     t, dt, mask = marcher(rays, grid, step_size, perturb)
+    if not torch.is_grad_enabled():  # inference: one pass over the samples
+        weights, rgb, evaluated = _render_one_pass(field, rays, t, dt, mask, early_stop_eps, ray_codes(field, rays))
+        opacity = weights.sum(-1)
+        if white_back:
+            rgb = rgb + (1 - opacity[:, None])
+        return {"rgb_coarse": rgb, "depth_coarse": (weights * t).sum(-1), "opacity_coarse": opacity,
+                "weights_coarse": weights, "z_vals_coarse": t, "n_samples": torch.tensor(evaluated)}
     keep = _visible_samples(field, rays, t, dt, mask, early_stop_eps)
     N, M = t.shape
     x = rays.origins[:, None] + rays.directions[:, None] * t[..., None]
-    d = rays.directions[:, None].expand(N, M, 3)
+    d = rays.view_directions[:, None].expand(N, M, 3)
     code = ray_codes(field, rays)  # (N, dim) for rays of training images, else None (the mean code)
     if code is not None:
         code = code[:, None].expand(N, M, code.shape[-1])[keep]  # one per kept sample, like d

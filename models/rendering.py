@@ -181,9 +181,9 @@ def _render_level(field, rays, z_vals, noise_std, white_back, weights_only):
     else:
         code = ray_codes(field, rays)  # (N_rays, dim) for rays of training images, else None
         if getattr(field, "per_ray_directions", False):
-            d = rays.directions  # (N_rays, 3): encoded once per ray by the field (and so the code)
+            d = rays.view_directions  # (N_rays, 3): encoded once per ray by the field (and so the code)
         else:
-            d = rays.directions[:, None].expand(n_rays, n_samples, 3).reshape(-1, 3)
+            d = rays.view_directions[:, None].expand(n_rays, n_samples, 3).reshape(-1, 3)
             if code is not None:
                 code = code[:, None].expand(n_rays, n_samples, code.shape[-1]).reshape(n_rays * n_samples, -1)
         sigmas, rgbs = query_field(field, x, d, max_points, code)

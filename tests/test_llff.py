@@ -322,3 +322,23 @@ def test_beer_spheric_learns(beer_dir, tmp_path):
             scores.append(psnr(out["rgb"], val.rgbs[i]).item())
     assert baseline == pytest.approx(19.7, abs=0.5)  # SPEC: 19.5 dB at 72x128
     assert np.mean(scores) > baseline + 3.0, (np.mean(scores), baseline)
+
+
+def test_ndc_rays_can_carry_world_view_directions(tmp_path):
+    """--ndc_viewdirs world: NDC rays keep their NDC origins/directions for sampling, and carry the
+    unit world-space direction of the same pixel for the fields (the original NeRF's choice)."""
+    write_forward_facing(tmp_path)
+    seed = LLFFDataset(str(tmp_path), split="val", img_wh=(16, 12), holdout=4)[0]["rays"]
+    world = LLFFDataset(str(tmp_path), split="val", img_wh=(16, 12), holdout=4, ndc_viewdirs="world")
+    rays = world[0]["rays"]
+    assert seed.viewdirs is None and seed.view_directions is seed.directions
+    torch.testing.assert_close(rays.directions, seed.directions)  # sampling is unchanged
+    torch.testing.assert_close(rays.viewdirs.norm(dim=-1), torch.ones(16 * 12))
+    c2w = world.poses[0]
+    expected = world.directions @ c2w[:, :3].T
+    torch.testing.assert_close(rays.viewdirs, expected / expected.norm(dim=-1, keepdim=True))
+    # the cameras' state (weights-only files, the viewer, --path_json) keeps the choice
+    from datasets.base import CameraPath
+
+    again = CameraPath.from_state(world.camera_state()).rays(0)
+    torch.testing.assert_close(again.viewdirs, rays.viewdirs)

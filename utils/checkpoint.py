@@ -124,7 +124,7 @@ def load_fields_state(fields, state_dict, prefixes_to_ignore=(), source="checkpo
 MODEL_KEYS = ("net_depth", "net_width", "N_emb_xyz", "N_emb_dir", "N_samples", "N_importance", "use_disp",
               "fast", "aabb", "grid_resolution", "march_steps", "hash_levels", "hash_log2_size", "hash_max_res",
               "appearance_dim", "n_train_images")
-SCENE_KEYS = ("dataset_name", "root_dir", "img_wh", "spheric_poses", "spheric_bounds", "unbounded", "white_back", "llff_holdout")
+SCENE_KEYS = ("dataset_name", "root_dir", "img_wh", "spheric_poses", "spheric_bounds", "ndc_viewdirs", "unbounded", "white_back", "llff_holdout")
 
 
 def merge_hparams(hparams, explicit, ckpt):

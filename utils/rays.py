@@ -15,6 +15,10 @@ class Rays(NamedTuple):
     images, render paths, the viewer, mesh colours). A field with per-image appearance codes
     (``--appearance_dim``) colours a ray with its image's code, and a ray without one with the
     mean of the training codes.
+
+    ``viewdirs``: ``(N_rays, 3)`` the direction fields see as the view direction, when it is not
+    ``directions``: unit world-space directions of NDC rays (``--ndc_viewdirs world``, as the
+    original NeRF feeds them), or None (fields see ``directions``).
     """
 
     origins: torch.Tensor
@@ -22,6 +26,12 @@ class Rays(NamedTuple):
     near: torch.Tensor
     far: torch.Tensor
     image: Optional[torch.Tensor] = None
+    viewdirs: Optional[torch.Tensor] = None
+
+    @property
+    def view_directions(self):
+        """What fields take as the view direction: ``viewdirs`` when set, else ``directions``."""
+        return self.directions if self.viewdirs is None else self.viewdirs
 
     def __len__(self):
         return self.origins.shape[0]
@@ -34,13 +44,16 @@ class Rays(NamedTuple):
         moved = [t.to(*args, **kwargs) for t in (self.origins, self.directions, self.near, self.far)]
         image = None if self.image is None else self.image.to(moved[0].device,
                                                               non_blocking=kwargs.get("non_blocking", False))
-        return Rays(*moved, image)
+        viewdirs = None if self.viewdirs is None else self.viewdirs.to(*args, **kwargs)
+        return Rays(*moved, image, viewdirs)
 
     @staticmethod
     def cat(batches):
-        """One ``Rays`` of several, in order; ``image`` is kept only when every batch has it."""
+        """One ``Rays`` of several, in order; ``image`` and ``viewdirs`` are kept only when every batch has them."""
         batches = list(batches)
-        images = [b.image for b in batches]
-        image = None if any(i is None for i in images) else torch.cat(images)
-        return Rays(*(torch.cat([getattr(b, k) for b in batches]) for k in ("origins", "directions", "near", "far")),
-                    image)
+
+        def joined(key):
+            parts = [getattr(b, key) for b in batches]
+            return None if any(p is None for p in parts) else torch.cat(parts)
+
+        return Rays(*(joined(k) for k in ("origins", "directions", "near", "far", "image", "viewdirs")))

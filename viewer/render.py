@@ -38,7 +38,8 @@ class SceneRenderer:
         self.fields, self.h, self.scene, self.device = fields, h, scene, torch.device(device)
         self.duty = float(duty)
         self.lock = threading.Lock()  # one piece at a time on the model, whoever asks
-        self.rays_per_s = 20000.0  # running estimate (rays / s), sizes the first image after a move
+        self.rays_per_s = 20000.0  # running estimate of rendering alone (rays / s), sizes the pieces
+        self.image_rays_per_s = None  # the same for whole images sent (rays, picture and sending), sizes first images
         self.weights_version = 0
 
     def set_fields(self, fields):
@@ -81,6 +82,17 @@ class SceneRenderer:
         cat = {k: torch.cat([o[k] for o in outs]) for k in ("rgb", "depth", "opacity")}
         return {"rgb": cat["rgb"].view(H, W, 3).clamp(0, 1), "depth": cat["depth"].view(H, W),
                 "opacity": cat["opacity"].view(H, W)}
+
+    def first_image_width(self, frame_time, aspect, max_w):
+        """Width of the first image after a move: what ``frame_time`` seconds afford at the rate whole
+        images were sent at so far (rendering alone runs faster: rays, pictures and sending cost too)."""
+        rate = min(self.rays_per_s, self.image_rays_per_s or self.rays_per_s)
+        return first_width(rate, frame_time, aspect, max_w)
+
+    def note_image(self, n_rays, seconds):
+        """Update the whole-image rate with an image of ``n_rays`` sent in ``seconds``."""
+        rate = n_rays / max(seconds, 1e-4)
+        self.image_rays_per_s = rate if self.image_rays_per_s is None else 0.5 * self.image_rays_per_s + 0.5 * rate
 
     def calibrate(self, c2w, fov_y):
         """Measure rays/s on a small image (twice: the first pass also warms up), so that the first
@@ -174,14 +186,16 @@ class ClientSession:
         c2w, fov, aspect = self.camera()
         max_w = int(s["max_width"])
         cancelled = lambda: self.stopped.is_set() or self.version != version  # noqa: E731
-        widths = level_widths(first_width(r.rays_per_s, float(s["frame_time"]), aspect, max_w), max_w)
+        widths = level_widths(r.first_image_width(float(s["frame_time"]), aspect, max_w), max_w)
         for w in widths:
             wh = (w, max(1, int(round(w / aspect))))
+            t0 = time.perf_counter()
             out = r.render(c2w, fov, wh, cancelled)
             pic = picture(out, s["mode"], r.depth_range())
             if cancelled():
                 raise Cancelled()
             final = w == widths[-1]
             self.client.scene.set_background_image(pic, format="png" if final else "jpeg", jpeg_quality=90)
+            r.note_image(wh[0] * wh[1], time.perf_counter() - t0)
             self.frames_sent += 1
             self.last = (pic, version, w, c2w, fov)
