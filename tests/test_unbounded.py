@@ -253,6 +253,10 @@ def test_unbounded_checkpoint_in_the_notebook(beer_fast_ckpt, monkeypatch):
     assert float(re.search(r"PSNR ([\d.]+) dB", text).group(1)) > 15
 
 
+# measured (2 CPU cores, ~2 min for both): bounded 24.28 dB, unbounded 26.11 dB after 400 steps
+UB_STEPS, UB_MARGIN = 400, 1.0
+
+
 def test_unbounded_beats_bounded_on_beer(beer_dir, tmp_path):
     """The learning test: the tiny vanilla model, equal steps, beer at 36x64: --unbounded scores
     clearly higher than the seed's bounded --spheric_poses on the held-out views."""
