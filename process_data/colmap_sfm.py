@@ -18,7 +18,6 @@ import numpy as np
 
 from datasets.colmap import model_to_poses_bounds, read_model
 from datasets.image_utils import common_size, list_images, same_aspect
-from datasets.ray_utils import orbit_of_cameras
 from utils.errors import UserError
 
 EXHAUSTIVE_MAX_IMAGES = 40  # "auto" matcher: all pairs up to this many images, neighbours beyond
@@ -217,17 +216,22 @@ def imgs2poses(scene_dir, matcher="auto", downscale=1.0, overwrite=False, camera
 
 
 def orbit_coverage(poses_bounds):
-    """Degrees of the turn the cameras make around the point they look at (about the capture's up
-    axis): ~0-60 for a forward-facing capture, 360 for a walk around an object. ``poses_bounds``:
-    ``(N, 17)`` LLFF rows."""
-    llff = poses_bounds[:, :15].reshape(-1, 3, 5)[:, :, :4]
-    poses = np.concatenate([llff[:, :, 1:2], -llff[:, :, 0:1], llff[:, :, 2:4]], -1)  # -> x right, y up, z back
-    orbit = orbit_of_cameras(poses)
-    rel = poses[:, :, 3] - orbit["target"]
-    flat = rel - (rel @ orbit["up"])[:, None] * orbit["up"]
-    angles = np.sort(np.arctan2(flat @ np.cross(orbit["up"], orbit["start"]), flat @ orbit["start"]))
-    gaps = np.diff(np.concatenate([angles, angles[:1] + 2 * np.pi]))  # the largest gap is what the walk left out
-    return float(np.degrees(2 * np.pi - gaps.max())) if len(angles) > 1 else 0.0
+    """Degrees of the turn the cameras' viewing directions make about the capture's up axis: ~0-60
+    for a forward-facing capture, 360 for a walk around an object. ``poses_bounds``: ``(N, 17)`` LLFF
+    rows (columns down, right, back)."""
+    llff = poses_bounds[:, :15].reshape(-1, 3, 5)
+    forward = -llff[:, :, 2]  # (N, 3) viewing directions
+    up = -llff[:, :, 0].mean(0)  # the mean "up" of the cameras
+    up = up / max(np.linalg.norm(up), 1e-12)
+    flat = forward - (forward @ up)[:, None] * up
+    keep = np.linalg.norm(flat, axis=1) > 1e-6
+    if keep.sum() < 2:
+        return 0.0
+    x = flat[keep][0] / np.linalg.norm(flat[keep][0])
+    y = np.cross(up, x)
+    angles = np.sort(np.arctan2(flat[keep] @ y, flat[keep] @ x))
+    gaps = np.diff(np.concatenate([angles, angles[:1] + 2 * np.pi]))  # the largest gap is the part not faced
+    return float(np.degrees(2 * np.pi - gaps.max()))
 
 
 def training_hint(scene_dir, poses_bounds, size):

@@ -270,3 +270,17 @@ def test_unbounded_beats_bounded_on_beer(beer_dir, tmp_path):
     b, u = scores["bounded"], scores["unbounded"]
     assert u["psnr"] > b["psnr"] + UB_MARGIN, (u["psnr"], b["psnr"])
     assert u["psnr"] > 22
+
+
+def test_imgs2poses_recommends_unbounded_for_a_walk_around(beer_dir, tmp_path):
+    from process_data.colmap_sfm import orbit_coverage, training_hint
+    from test_llff import write_forward_facing
+
+    walk = np.load(beer_dir / "poses_bounds.npy")
+    assert orbit_coverage(walk) > 300  # ~1.5 turns around the can
+    hint = training_hint("SCENE", walk, (720, 1280))
+    assert "--unbounded" in hint and "--img_wh 180 320" in hint
+    write_forward_facing(tmp_path)
+    facing = np.load(tmp_path / "poses_bounds.npy")
+    assert orbit_coverage(facing) < 60
+    assert "--unbounded" not in training_hint("SCENE", facing, (16, 12))

@@ -124,6 +124,43 @@ def test_browser_shows_the_rendered_scene(viewer, tmp_path):
     assert not viewer.sessions and not session.thread.is_alive()
 
 
+def test_several_browsers_at_once(viewer, tmp_path):
+    """Three tabs at once: each gets its own session and its full-resolution frame of the scene,
+    and all sessions and their render threads are gone once the browsers close."""
+    if find_chromium() is None:
+        pytest.skip("needs Chromium for a real browser (Debian: apt-get install chromium)")
+    import threading
+
+    seen = {}
+
+    def all_done():
+        live = list(viewer.sessions.values())
+        for sess in live:
+            seen[sess.client.client_id] = sess
+        return len(live) >= 3 and all(sess.last is not None and sess.last[2] == 64 for sess in live)
+
+    results = [None] * 3
+
+    def open_tab(i):
+        results[i] = screenshot(f"http://127.0.0.1:{viewer.port}", str(tmp_path / f"tab{i}.png"), size=(400, 300),
+                                ready=all_done, timeout=90, settle=1.0)
+
+    tabs = [threading.Thread(target=open_tab, args=(i,)) for i in range(3)]
+    for t in tabs:
+        t.start()
+    for t in tabs:
+        t.join()
+    assert all(results), "not every tab received its full-resolution frame while the others were open"
+    assert len(seen) >= 3
+    for i in range(3):
+        img = imageio.imread(tmp_path / f"tab{i}.png")[..., :3].astype(np.float64)
+        assert img[60:280, 30:220].std() > 5, f"tab {i} shows a uniform picture, not the scene"
+    deadline = time.time() + 15
+    while (viewer.sessions or any(sess.thread.is_alive() for sess in seen.values())) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not viewer.sessions and not any(sess.thread.is_alive() for sess in seen.values())
+
+
 def test_save_png_and_path_from_a_session(viewer):
     """The page's buttons, called as their handlers do: a PNG of the view, a path JSON."""
 
