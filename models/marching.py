@@ -84,6 +84,19 @@ def march_unbounded(rays, grid, step_size, perturb=False):
     return t, dt, mask
 
 
+def _live_blocks(mask, optical_depth, max_tau, block):
+    """Blocks of samples along the rays, front to back: yields ``(b, m)`` with ``m`` ``(N, B)`` the
+    samples of ``mask[:, b:b + block]`` on rays whose optical depth (``optical_depth()``, ``(N,)``,
+    read anew for each block) is still below ``max_tau``; stops once no ray is left."""
+    for b in range(0, mask.shape[1], block):
+        alive = optical_depth() < max_tau
+        if not alive.any():
+            return
+        m = mask[:, b:b + block] & alive[:, None]
+        if m.any():
+            yield b, m
+
+
 @torch.no_grad()
 @record_function("nerf/sampling")
 def _visible_samples(field, rays, t, dt, mask, early_stop_eps, block=64):
@@ -97,13 +110,7 @@ def _visible_samples(field, rays, t, dt, mask, early_stop_eps, block=64):
     tau = torch.zeros(N, device=t.device)  # optical depth so far
     keep = torch.zeros_like(mask)
     max_tau = -math.log(early_stop_eps)
-    for b in range(0, M, block):
-        alive = tau < max_tau  # (N,)
-        m = mask[:, b:b + block] & alive[:, None]
-        if not m.any():
-            if not alive.any():
-                break
-            continue
+    for b, m in _live_blocks(mask, lambda: tau, max_tau, block):
         keep[:, b:b + block] = m
         x = rays.origins[:, None] + rays.directions[:, None] * t[:, b:b + block, None]
         sig = torch.zeros(m.shape, device=t.device)
@@ -132,13 +139,7 @@ def _render_one_pass(field, rays, t, dt, mask, early_stop_eps, code=None, block=
     weights = torch.zeros(N, M, device=t.device)
     rgb = torch.zeros(N, 3, device=t.device)
     max_tau, evaluated = -math.log(early_stop_eps), 0
-    for b in range(0, M, block):
-        alive = tau < max_tau  # (N,)
-        m = mask[:, b:b + block] & alive[:, None]
-        if not m.any():
-            if not alive.any():
-                break
-            continue
+    for b, m in _live_blocks(mask, lambda: tau, max_tau, block):
         B = m.shape[1]
         x = rays.origins[:, None] + rays.directions[:, None] * t[:, b:b + block, None]
         d = rays.view_directions[:, None].expand(N, B, 3)

@@ -45,6 +45,21 @@ def test_cpu_quality_curves_for_today_and_default(demo_dir, tmp_path):
     assert len((tmp_path / "cpu_quality.jsonl").read_text().splitlines()) == len(curves)
 
 
+def test_capture_quality_scores_every_held_out_view(beer_dir, tmp_path):
+    small = "--batch_size 128 --march_steps 64 --grid_resolution 16 --hash_log2_size 12 --max_steps 3"
+    proc = run_script("benchmarks/capture_quality.py", "--minutes", 0.02, "--eval_every", 1, "--threads", 1,
+                      "--out_dir", tmp_path, "--tag", "cq",
+                      "--scene", f"--dataset_name llff --root_dir {beer_dir} --img_wh 9 16",
+                      "--variants", "vanilla:--unbounded TINY --max_steps 3", f"fast:--unbounded --fast {small}")
+    rows = json_lines(proc)
+    summary = rows[-1]["summary"]
+    assert set(summary) == {"vanilla", "fast"} and all(v["step"] <= 3 for v in summary.values())
+    curves = [r for r in rows if "variant" in r]
+    assert all(len(r["psnr_views"]) == 9 and r["psnr_min"] <= r["psnr"] for r in curves)  # all 9 held-out views
+    assert any(r["samples_per_ray"] for r in curves if r["variant"] == "fast")
+    assert (tmp_path / "cq.png").stat().st_size > 1000 and (tmp_path / "cq_frames.png").stat().st_size > 1000
+
+
 # packages the GPU image lacks: the GPU check must run without them
 NOT_ON_GPU_IMAGE = ("kornia", "mcubes", "open3d", "pycolmap", "imageio_ffmpeg", "viser")
 

@@ -1,6 +1,7 @@
 """The fast path's pieces: hash encoding, occupancy grid, ray marching, and a short training run."""
 import math
 
+import pytest
 import torch
 
 from conftest import run_script
@@ -244,3 +245,37 @@ def test_bf16_autocast_trains_both_paths():
         out[f"rgb_{level}"].float().mean().backward()
         grads = [p.grad for p in fields[level].parameters() if p.grad is not None]
         assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("unbounded", [False, True])
+def test_inference_renders_each_sample_once_with_the_same_result(unbounded):
+    """Without gradients the marched renderer takes one pass (density and colour together); it must
+    give the pixels of the training path's two passes (up to early termination's last samples)."""
+    from models import build_fields
+    from models.marching import render_marched
+    from utils.rays import Rays
+
+    torch.manual_seed(0)
+    box = [-2.0] * 3 + [2.0] * 3 if unbounded else [-1.5] * 3 + [1.5] * 3
+    f = build_fields(dict(fast=True, unbounded=unbounded, aabb=box, grid_resolution=32, march_steps=256,
+                          hash_levels=4, hash_log2_size=12, hash_max_res=64))
+    with torch.no_grad():
+        for p in f["coarse"].density_mlp.parameters():
+            p.mul_(3)  # a denser field: rays stop part-way, so early termination matters
+    o = torch.randn(256, 3)
+    o = o / o.norm(dim=-1, keepdim=True) * (0.9 if unbounded else 3.0)
+    d = -o + 0.3 * torch.randn(256, 3)
+    d = d / d.norm(dim=-1, keepdim=True)
+    ones = torch.ones(256, 1)
+    rays = Rays(o, d, ones * 0.05, ones * (100.0 if unbounded else 6.0))
+    step = float(f["occupancy"].step_size)
+    two = render_marched(f["coarse"], f["occupancy"], rays, step)  # with gradients: the training path
+    with torch.no_grad():
+        one = render_marched(f["coarse"], f["occupancy"], rays, step)
+    if not unbounded:  # (unbounded, every ray ends in the background: all opaque)
+        assert two["opacity_coarse"].min() < 0.99 < two["opacity_coarse"].max()
+    # each sample the training path keeps is evaluated once (plus a block's tail past termination)
+    assert two["n_samples"] <= one["n_samples"] <= 1.1 * two["n_samples"]
+    torch.testing.assert_close(one["rgb_coarse"], two["rgb_coarse"].detach(), atol=1e-4, rtol=0)
+    torch.testing.assert_close(one["opacity_coarse"], two["opacity_coarse"].detach(), atol=1e-4, rtol=0)
+    torch.testing.assert_close(one["weights_coarse"], two["weights_coarse"].detach(), atol=1e-4, rtol=0)
