@@ -53,9 +53,7 @@ def march(rays, grid, step_size, perturb=False):
     M = max(int(math.ceil(n_steps.max().item())) if len(n_steps) else 0, 1)
     offset = torch.rand_like(t0)[:, None] if perturb else 0.5
     t = t0[:, None] + (torch.arange(M, device=o.device, dtype=o.dtype)[None] + offset) * dt[:, None]  # (N, M)
-    mask = t < t1[:, None]
-    x = o[:, None] + d[:, None] * t[..., None]  # (N, M, 3)
-    mask[mask.clone()] = grid.query(x[mask])
+    mask = (t < t1[:, None]) & grid.occupied_along(o, d, t)
     return t, dt[:, None].expand(-1, M), mask
 
 

@@ -62,6 +62,22 @@ class OccupancyGrid(nn.Module):
         idx, inside = self.cell_index(contract(x) if self.contracted else x)
         return self.occupied[idx] & inside
 
+    def occupied_along(self, origins, directions, t):
+        """Whether the points ``origins + t * directions`` are in occupied cells: ``(N, M)`` bool for
+        rays ``(N, 3)`` and distances ``t`` ``(N, M)`` inside the box (points outside are clamped to
+        its border cells, so mask them by the ray's range). For the marcher of a bounded grid: the
+        cell index comes straight from ``t`` in grid units, with no boolean gathers."""
+        if self.contracted:
+            inside = torch.ones_like(t, dtype=torch.bool)
+            return self.query((origins[:, None] + directions[:, None] * t[..., None]).view(-1, 3)).view_as(inside)
+        R = self.resolution
+        scale = R / (self.aabb[1] - self.aabb[0])  # (3,) cells per world unit
+        start = (origins - self.aabb[0]) * scale  # (N, 3) in cells
+        step = directions * scale
+        ijk = torch.addcmul(start[:, None], t[..., None], step[:, None]).clamp_(0, R - 1).to(torch.int32)  # (N, M, 3)
+        idx = (ijk[..., 0] * R + ijk[..., 1]) * R + ijk[..., 2]
+        return self.occupied[idx]
+
     def cell_points(self, idx, jitter=True):
         """A world point in each cell ``idx`` ``(K,)``: random inside it, or its centre. ``(K, 3)``."""
         R = self.resolution

@@ -313,3 +313,23 @@ def test_viewer_render_at_a_training_camera_equals_eval(viewer, lego_ckpt):
     mine = r.render(c2w, viewer.fov0, ds.img_wh)["rgb"]
     ref = render_view(r.fields, ds, 0, r.h, "cpu")[0]
     assert (mine - ref).abs().max() < 1e-4
+
+
+def test_a_real_mesh_is_shown(lego_ckpt, tmp_path):
+    """--mesh with a real triangle mesh: read whole and put in the page's scene (toggled in the GUI)."""
+    import open3d
+
+    box = open3d.geometry.TriangleMesh.create_box(0.5, 0.5, 0.5)
+    open3d.io.write_triangle_mesh(str(tmp_path / "box.ply"), box)
+    from viewer.server import load_mesh
+
+    verts, faces = load_mesh(str(tmp_path / "box.ply"))
+    assert verts.shape == (8, 3) and faces.shape == (12, 3)
+    args, explicit = parse_args(get_viewer_parser(), ["--ckpt_path", str(lego_ckpt[0]), "--port", str(free_port()),
+                                                      "--host", "127.0.0.1", "--max_width", "32",
+                                                      "--mesh", str(tmp_path / "box.ply"), "--out_dir", str(tmp_path)])
+    server = build_viewer(args, explicit)
+    try:
+        assert server.has_mesh
+    finally:
+        server.stop()
