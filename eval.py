@@ -127,6 +127,7 @@ def render_all(fields, ds, h, device, tmp):
     n = len(ds.poses)
     digits = max(3, len(str(n - 1)))
     per_view, vrange = [], None
+    unbounded = bool(getattr(h, "unbounded", False))  # the background is content: inverse-depth colours
     if h.save_depth:
         os.makedirs(os.path.join(tmp, "depth"))
     with VideoWriter(os.path.join(tmp, h.scene_name), h.fps) as video, \
@@ -138,7 +139,6 @@ def render_all(fields, ds, h, device, tmp):
             video.append(frame)
             if h.save_depth:
                 write_pfm(os.path.join(tmp, "depth", f"{i:0{digits}d}.pfm"), depth)
-                unbounded = bool(getattr(h, "unbounded", False))
                 vrange = vrange or depth_range(depth, opacity, ds.near, ds.far, everywhere=unbounded)
                 depth_video.append(depth_to_rgb(depth, *vrange, inverse=unbounded))
             if ds.rgbs is not None:  # metrics on the device: SSIM of a 4K frame is slow on a CPU

@@ -8,8 +8,8 @@ whole world fits in the ball of radius 2 (Barron et al. 2022, eq. 10, with the L
 Along a ray, samples are spaced linearly in depth inside the foreground and linearly in disparity
 beyond (NeRF++ / mip-NeRF 360 style; the disparity of the distance from the foreground's centre, so
 the steps are even in contracted space): ``ray_parameter`` maps a distance ``t`` to
-``s`` in [0, 1] (``[0, 1/2]`` inside, ``[1/2, 1]`` outside) and ``distance_from_parameter`` back,
-so both samplers and the distortion loss work on ``s``.
+``s`` in [0, 1] (``[0, 1/2]`` inside, ``[1/2, 1]`` outside) and ``distance_from_parameter`` back;
+both samplers place their samples evenly in ``s``.
 """
 import torch
 
@@ -40,8 +40,9 @@ def world_length_scale(y):
 
 
 def sphere_exit(origins, directions):
-    """Distance (in units of each direction's length) at which rays leave the unit ball, ``(N,)``;
-    0 for rays that miss it. ``origins``, ``directions``: ``(N, 3)``."""
+    """Distance (in units of each direction's length) at which rays leave the unit ball, ``(N,)``,
+    clamped at 0; for rays that miss it, the distance of their closest approach to the centre (or 0
+    when that lies behind the origin). ``origins``, ``directions``: ``(N, 3)``."""
     a = (directions * directions).sum(-1)
     b = (origins * directions).sum(-1)
     c = (origins * origins).sum(-1) - 1

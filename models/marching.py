@@ -76,10 +76,8 @@ def march_unbounded(rays, grid, step_size, perturb=False):
     t_out = lo + offset * (hi - lo)
     t = torch.cat([t_in, t_out], 1)
     dt = torch.cat([dt_in.expand(-1, m_in), hi - lo], 1)
-    mask = torch.cat([t_in < t_mid, torch.ones_like(t_out, dtype=torch.bool)], 1)
-    x = o[:, None] + d[:, None] * t[..., None]
-    mask[mask.clone()] = grid.query(x[mask])
-    return t, dt, mask
+    in_range = torch.cat([t_in < t_mid, torch.ones_like(t_out, dtype=torch.bool)], 1)
+    return t, dt, in_range & grid.occupied_along(o, d, t)
 
 
 def _live_blocks(mask, optical_depth, max_tau, block):
@@ -103,7 +101,7 @@ def _visible_samples(field, rays, t, dt, mask, early_stop_eps, block=64):
     Density is measured block by block along the rays, and rays already opaque are skipped, so
     the work stops at the first surface.
     """
-    N, M = t.shape
+    N = t.shape[0]
     delta = dt * rays.directions.norm(dim=-1, keepdim=True)  # (N, M) step in world units
     tau = torch.zeros(N, device=t.device)  # optical depth so far
     keep = torch.zeros_like(mask)

@@ -64,12 +64,12 @@ class OccupancyGrid(nn.Module):
 
     def occupied_along(self, origins, directions, t):
         """Whether the points ``origins + t * directions`` are in occupied cells: ``(N, M)`` bool for
-        rays ``(N, 3)`` and distances ``t`` ``(N, M)`` inside the box (points outside are clamped to
-        its border cells, so mask them by the ray's range). For the marcher of a bounded grid: the
-        cell index comes straight from ``t`` in grid units, with no boolean gathers."""
+        rays ``(N, 3)`` and distances ``t`` ``(N, M)`` (the marchers' lookup). A bounded grid takes the
+        cell index straight from ``t`` in grid units, with no point tensor and no boolean gathers; points
+        outside its box are clamped to the border cells, so mask them by the ray's range. A contracted
+        grid contracts the points first (they all lie in its box)."""
         if self.contracted:
-            inside = torch.ones_like(t, dtype=torch.bool)
-            return self.query((origins[:, None] + directions[:, None] * t[..., None]).view(-1, 3)).view_as(inside)
+            return self.query((origins[:, None] + directions[:, None] * t[..., None]).view(-1, 3)).view(t.shape)
         R = self.resolution
         scale = R / (self.aabb[1] - self.aabb[0])  # (3,) cells per world unit
         start = (origins - self.aabb[0]) * scale  # (N, 3) in cells

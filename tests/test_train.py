@@ -141,6 +141,7 @@ def _bad(tmp_path, *args):
     (["--weight_decay", "-1"], "--weight_decay must be >= 0"), (["--max_steps", "0"], "--max_steps must be positive"),
     (["--max_time", "soon"], "--max_time soon is not a duration"), (["--max_time", "0"], "--max_time 0 is not"),
     (["--max_time", "00:15:00"], "DD:HH:MM:SS"),
+    (["--unbounded"], "--unbounded is for real 360-degree captures"),  # on a Blender scene (the default)
 ])
 def test_bad_training_flags_are_named(flags, expect):
     with pytest.raises(UserError, match=expect):
@@ -155,6 +156,8 @@ def test_bad_input_gives_one_clear_line(demo_dir, demo_ckpt, tmp_path):
     assert "transforms_train.json" in _bad(tmp_path, "--root_dir", tmp_path, *tiny)
     assert "--img_wh" in _bad(tmp_path, "--root_dir", demo_dir, "--img_wh", 0, 32, *tiny)
     assert "dataset_name" in _bad(tmp_path, "--root_dir", demo_dir, "--dataset_name", "colmapx", *tiny)
+    assert "--spheric_bounds" in _bad(tmp_path, "--root_dir", demo_dir, "--spheric_bounds", "wide", *tiny)
+    assert "--ndc_viewdirs" in _bad(tmp_path, "--root_dir", demo_dir, "--ndc_viewdirs", "camera", *tiny)
 
     scene = tmp_path / "scene"
     shutil.copytree(demo_dir, scene)
