@@ -36,7 +36,8 @@ def get_parser():
                         help="run SfM on copies of the photos reduced by this factor (faster; the poses and "
                              "intrinsics written are for the full-size photos)")
     parser.add_argument("--camera_model", default="SIMPLE_RADIAL", choices=CAMERA_MODELS,
-                        help="COLMAP camera model (distortion is estimated but ignored by the NeRF loader)")
+                        help="COLMAP camera model; its lens distortion is estimated and kept: train.py casts each "
+                             "pixel's ray through it (OPENCV for strong wide-angle lenses, OPENCV_FISHEYE for fisheyes)")
     parser.add_argument("--per_image_camera", action="store_true",
                         help="one camera per photo instead of one shared camera (photos from different devices)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the mapper")

@@ -5,6 +5,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from datasets.distortion import Distortion
 from datasets.ray_utils import get_ndc_rays, get_ray_directions, get_rays
 from utils.rays import Rays
 
@@ -22,8 +23,14 @@ class BaseDataset(Dataset):
     - ``self.rgbs``: ``(N_images, H*W, 3)`` float32 in [0, 1], or None when the split has no
       ground truth (a rendering path);
     - ``self.near``, ``self.far``: scene bounds in units of the (normalized) ray directions;
-    - optionally ``self.ndc = True`` (forward-facing scenes: rays are mapped to NDC) and
-      ``self.image_names`` (one per pose).
+    - optionally ``self.ndc = True`` (forward-facing scenes: rays are mapped to NDC),
+      ``self.image_names`` (one per pose) and ``self.distortion``: the lens
+      (``datasets.distortion.Distortion``) of every image, a list of one per image, or None
+      (pinhole cameras). Render paths (split ``"path"``) stay pinhole.
+
+    Pixel directions are computed once per distinct camera (intrinsics and lens) at ``img_wh``:
+    ``self.directions`` is ``(H*W, 3)`` when every image shares one camera, else
+    ``(N_cameras, H*W, 3)`` with ``self.camera_of`` ``(N_images,)`` the camera of each image.
 
     Splits: ``"train"`` yields batches of random rays (indexed by a ``LongTensor`` of flat ray
     indices from ``RayBatchSampler``); every other split yields whole images, one per index.
@@ -34,6 +41,7 @@ class BaseDataset(Dataset):
     ndc_viewdirs = False  # NDC rays: give fields unit world-space view directions (--ndc_viewdirs world)
     ndc_ref = None  # (focal, W, H) of the camera defining the NDC map; None: this dataset's own
     white_back = False
+    distortion = None  # pinhole cameras unless read_meta sets a lens
 
     def __init__(self, root_dir, split="train", img_wh=(800, 800), **kwargs):
         self.root_dir = root_dir
@@ -43,20 +51,67 @@ class BaseDataset(Dataset):
         self.read_meta(split, **kwargs)
         W, H = self.img_wh
         self.poses = torch.as_tensor(np.asarray(self.poses), dtype=torch.float32)
+        n = len(self.poses)
         K = np.asarray(self.K, dtype=np.float32)
         if K.ndim == 3 and np.allclose(K, K[:1], rtol=1e-6, atol=0):
             K = K[0]  # one shared camera after all
-        if K.ndim == 3:  # a camera per image: a direction per pixel of each image (N_images, H*W, 3)
+        self.per_image_K = K.ndim == 3
+        if self.per_image_K:  # the mean: a reference camera for NDC and render paths
             self.Ks, self.K = K, K.mean(0)
-            self.directions = torch.stack([get_ray_directions(H, W, k).view(-1, 3) for k in K])
         else:
-            self.K, self.Ks = K, np.repeat(K[None], len(self.poses), 0)  # Ks: (N_images, 3, 3)
-            self.directions = get_ray_directions(H, W, K).view(-1, 3)  # (H*W, 3)
+            self.K, self.Ks = K, np.repeat(K[None], n, 0)  # Ks: (N_images, 3, 3)
+        self.lenses = self._lens_per_image(n)  # (N_images,) Distortion or None
+        # one direction table per distinct (K, lens): a 300-photo capture from one camera costs one
+        keys, tables, camera_of = {}, [], []
+        for k, lens in zip(self.Ks, self.lenses):
+            key = (k.tobytes(), None if lens is None else (lens.model, lens.params.tobytes()))
+            if key not in keys:
+                keys[key] = len(tables)
+                tables.append(get_ray_directions(H, W, k, lens).view(-1, 3))
+            camera_of.append(keys[key])
+        if len(tables) == 1:
+            self.directions, self.camera_of = tables[0], None  # (H*W, 3)
+        else:
+            self.directions = torch.stack(tables)  # (N_cameras, H*W, 3)
+            self.camera_of = torch.as_tensor(camera_of, dtype=torch.long)  # (N_images,)
         if self.rgbs is not None:
             self.rgbs = torch.as_tensor(np.asarray(self.rgbs), dtype=torch.float32).view(len(self.poses), H * W, 3)
 
     def read_meta(self, split, **kwargs):
         raise NotImplementedError
+
+    def _lens_per_image(self, n):
+        """``self.distortion`` as a list of N_images Distortion-or-None (after checking it)."""
+        lens = self.distortion
+        if lens is None or isinstance(lens, Distortion):
+            return [lens] * n
+        lens = list(lens)
+        if len(lens) != n:
+            raise ValueError(f"{type(self).__name__}.distortion lists {len(lens)} lenses for {n} images")
+        return lens
+
+    @property
+    def has_distortion(self):
+        return any(lens is not None for lens in self.lenses)
+
+    def frustum_Ks(self):
+        """Pinhole intrinsics ``(N_images, 3, 3)`` whose image holds every ray of each image: ``Ks``
+        for pinhole cameras, widened to the undistorted directions' extent for a lens (what the fast
+        path's grid uses to tell which cells some camera sees). None when a ray points 90 degrees or
+        more off the axis (a wide fisheye): no pinhole image holds it."""
+        if not self.has_distortion:
+            return self.Ks
+        W, H = self.img_wh
+        tables = self.directions if self.camera_of is not None else self.directions[None]
+        cams = self.camera_of.cpu().numpy() if self.camera_of is not None else np.zeros(len(self.Ks), dtype=int)
+        wide = []
+        for d in tables.cpu().double():  # (H*W, 3)
+            if (d[:, 2] > -1e-6).any():
+                return None
+            x, y = (d[:, 0] / -d[:, 2]).numpy(), (d[:, 1] / d[:, 2]).numpy()  # pinhole plane, y down
+            fx, fy = (W - 1) / max(np.ptp(x), 1e-9), (H - 1) / max(np.ptp(y), 1e-9)  # centres span 0.5 .. W - 0.5
+            wide.append([[fx, 0, 0.5 - x.min() * fx], [0, fy, 0.5 - y.min() * fy], [0, 0, 1]])
+        return np.asarray(wide, dtype=np.float32)[cams]
 
     @property
     def n_rays(self):
@@ -66,6 +121,8 @@ class BaseDataset(Dataset):
     def to(self, device):
         """Move images, poses and directions to ``device`` (the fast path keeps them on the GPU)."""
         self.poses, self.directions = self.poses.to(device), self.directions.to(device)
+        if self.camera_of is not None:
+            self.camera_of = self.camera_of.to(device)
         if self.rgbs is not None:
             self.rgbs = self.rgbs.to(device)
         return self
@@ -84,7 +141,7 @@ class BaseDataset(Dataset):
 
     def camera_state(self):
         """The cameras as plain arrays (no images): ``CameraPath.from_state`` rebuilds them."""
-        K = self.Ks if self.directions.dim() == 3 else self.K
+        K = self.Ks if self.per_image_K else self.K  # pinhole: render paths and the viewer ignore the lens
         return dict(K=np.array(K, dtype=np.float32), img_wh=list(self.img_wh),
                     poses=self.poses.cpu().numpy(), near=float(self.near), far=float(self.far),
                     ndc=bool(self.ndc), white_back=bool(self.white_back), image_names=self.image_names,
@@ -107,8 +164,9 @@ class BaseDataset(Dataset):
             ray's image index (the training image whose appearance code colours it); other splits
             leave it None (held-out views render with the mean code).
         """
-        if self.directions.dim() == 3:  # a camera per image
-            dirs = self.directions[img_idx] if pix_idx is None else self.directions[img_idx, pix_idx]
+        if self.camera_of is not None:  # several cameras
+            cam = self.camera_of[img_idx]
+            dirs = self.directions[cam] if pix_idx is None else self.directions[cam, pix_idx]
         else:
             dirs = self.directions if pix_idx is None else self.directions[pix_idx]  # (N_rays, 3)
         c2w = self.poses[img_idx]  # (3, 4) or (N_rays, 3, 4)

@@ -14,6 +14,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from datasets.distortion import from_colmap
 from utils.errors import UserError
 
 Camera = namedtuple("Camera", "id model width height params")  # model: COLMAP's name, e.g. "PINHOLE"
@@ -22,9 +23,6 @@ Image = namedtuple("Image", "id qvec tvec camera_id name xys point3D_ids")
 # image_ids, point2D_idxs: (track length,) int64, the observations of the point
 Point3D = namedtuple("Point3D", "id xyz rgb error image_ids point2D_idxs")
 
-# perspective models whose first parameters are (f, cx, cy) or (fx, fy, cx, cy)
-_SINGLE_FOCAL = ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL")
-_TWO_FOCALS = ("PINHOLE", "OPENCV", "FULL_OPENCV")
 MODEL_FILES = ("cameras", "images", "points3D")
 
 
@@ -81,20 +79,13 @@ def qvec_to_rotmat(qvec):
 
 
 def camera_intrinsics(camera):
-    """``(fx, fy, cx, cy)`` of a perspective COLMAP camera, in pixels at its own width/height.
+    """``(fx, fy, cx, cy)`` of a COLMAP camera, in pixels at its own width/height.
 
-    SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV and FULL_OPENCV are accepted; their
-    distortion coefficients are ignored (the images are used as they are, which is fine for the
-    small radial distortion of phone cameras). Fisheye models raise UserError: undistort first
-    (``colmap image_undistorter``).
+    SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV, FULL_OPENCV and OPENCV_FISHEYE are
+    accepted (``datasets.distortion.from_colmap`` also gives their lens); other models raise
+    UserError (undistort the images first: ``colmap image_undistorter``).
     """
-    p = camera.params
-    if camera.model in _SINGLE_FOCAL:
-        return p[0], p[0], p[1], p[2]
-    if camera.model in _TWO_FOCALS:
-        return p[0], p[1], p[2], p[3]
-    raise UserError(f"COLMAP camera model {camera.model} is not supported: undistort the images first "
-                    "(colmap image_undistorter) or use a pinhole/radial/OpenCV model")
+    return from_colmap(camera)[0]
 
 
 def model_to_poses_bounds(cameras, images, points3D, percentiles=(0.1, 99.9)):

@@ -1,12 +1,13 @@
 """A small procedural Blender-format scene, ray-cast by this file (no download, no Blender).
 
-    python -m datasets.demo_scene data/demo [--size 128] [--n_train 60]
+    python -m datasets.demo_scene data/demo [--size 128] [--n_train 60] [--opencv K1 K2 P1 P2 | --fisheye K1 K2 K3 K4]
 
 Three textured solids (a striped sphere, a checkered box, a ringed cylinder) on a round plinth,
 Lambertian-shaded with a fixed light so colours do not depend on the view, written as RGBA PNGs
 with soft (supersampled) alpha edges, plus ``transforms_{train,val,test}.json`` exactly as Blender's
 NeRF exporter writes them. World z is up; the objects fit in [-1, 1]^3 and cameras sit at
-distance 4, so the Blender near/far (2, 6) apply. The test split is a turntable.
+distance 4, so the Blender near/far (2, 6) apply. The test split is a turntable. With a lens
+(``--opencv`` / ``--fisheye``) every view is shot through it and the json names it.
 """
 import argparse
 import json
@@ -14,6 +15,8 @@ import os
 
 import cv2
 import numpy as np
+
+from datasets.distortion import make_distortion, undistort
 
 CAMERA_ANGLE_X = 0.6911112070083618  # lego's field of view
 LIGHT = np.array([0.4, -0.5, 0.77]) / np.linalg.norm([0.4, -0.5, 0.77])
@@ -115,12 +118,16 @@ def _shade(o, d):
     return np.clip(rgb, 0, 1), hit.astype(np.float64)
 
 
-def render(c2w, size, supersample=3):
-    """RGBA uint8 ``(size, size, 4)`` of the scene seen from ``c2w`` (4, 4)."""
+def render(c2w, size, supersample=3, distortion=None):
+    """RGBA uint8 ``(size, size, 4)`` of the scene seen from ``c2w`` (4, 4), through the lens
+    ``distortion`` (``datasets.distortion.Distortion``, None: a pinhole): each sub-pixel's ray
+    goes through its undistorted direction, so the image is what that lens would photograph."""
     n = size * supersample
     focal = 0.5 * n / np.tan(0.5 * CAMERA_ANGLE_X)
     v, u = np.meshgrid(np.arange(n) + 0.5, np.arange(n) + 0.5, indexing="ij")
-    dirs = np.stack([(u - n / 2) / focal, -(v - n / 2) / focal, -np.ones_like(u)], -1).reshape(-1, 3)
+    # OpenCV's axes (y down, z forward) -> ours (y up, looking along -z)
+    dirs = undistort((u - n / 2) / focal, (v - n / 2) / focal, distortion) * np.array([1.0, -1.0, -1.0])
+    dirs = dirs.reshape(-1, 3)
     d = dirs @ c2w[:3, :3].T
     d /= np.linalg.norm(d, axis=-1, keepdims=True)
     o = np.broadcast_to(c2w[:3, 3], d.shape)
@@ -134,8 +141,24 @@ def render(c2w, size, supersample=3):
     return (np.concatenate([rgb, alpha], -1) * 255 + 0.5).astype(np.uint8)
 
 
-def write_scene(out_dir, size=128, n_train=60, n_val=8, n_test=40, seed=0):
-    """Write the scene to ``out_dir`` (train/val/test PNGs + transforms json). Returns out_dir."""
+def lens_keys(distortion, size):
+    """The json keys that describe the camera of a ``size`` image with ``distortion``: intrinsics
+    ``fl_x fl_y cx cy w h`` and instant-ngp's / nerfstudio's distortion keys."""
+    focal = 0.5 * size / np.tan(0.5 * CAMERA_ANGLE_X)
+    keys = {"fl_x": focal, "fl_y": focal, "cx": size / 2, "cy": size / 2, "w": size, "h": size}
+    p = [float(v) for v in distortion.params]
+    if distortion.model == "fisheye":
+        return {**keys, "camera_model": "OPENCV_FISHEYE", "k1": p[0], "k2": p[1], "k3": p[2], "k4": p[3]}
+    if any(p[5:]):
+        raise ValueError("the json keys hold k1 k2 p1 p2 k3 only: k4..k6 must be zero")
+    return {**keys, "camera_model": "OPENCV", "k1": p[0], "k2": p[1], "p1": p[2], "p2": p[3], "k3": p[4]}
+
+
+def write_scene(out_dir, size=128, n_train=60, n_val=8, n_test=40, seed=0, distortion=None):
+    """Write the scene to ``out_dir`` (train/val/test PNGs + transforms json). Returns out_dir.
+
+    ``distortion`` (a ``datasets.distortion.Distortion``): every view is shot through that lens,
+    and the json names it (``lens_keys``) for the reader."""
     rng = np.random.default_rng(seed)
     splits = {
         "train": [(rng.uniform(0, 2 * np.pi), np.arcsin(rng.uniform(0.05, 0.95))) for _ in range(n_train)],
@@ -147,11 +170,12 @@ def write_scene(out_dir, size=128, n_train=60, n_val=8, n_test=40, seed=0):
         frames = []
         for i, (theta, phi) in enumerate(views):
             c2w = look_at_pose(theta, phi)
-            rgba = render(c2w, size)
+            rgba = render(c2w, size, distortion=distortion)
             cv2.imwrite(os.path.join(out_dir, split, f"r_{i}.png"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
             frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": c2w.tolist()})
         with open(os.path.join(out_dir, f"transforms_{split}.json"), "w") as f:
-            json.dump({"camera_angle_x": CAMERA_ANGLE_X, "frames": frames}, f, indent=1)
+            meta = {"camera_angle_x": CAMERA_ANGLE_X, **(lens_keys(distortion, size) if distortion else {})}
+            json.dump({**meta, "frames": frames}, f, indent=1)
     return out_dir
 
 
@@ -161,11 +185,18 @@ def main():
     parser.add_argument("--size", type=int, default=128, help="image width and height")
     parser.add_argument("--n_train", type=int, default=60, help="training views")
     parser.add_argument("--force", action="store_true", help="rewrite an existing scene")
+    lens = parser.add_mutually_exclusive_group()
+    lens.add_argument("--opencv", type=float, nargs=4, metavar=("K1", "K2", "P1", "P2"),
+                      help="shoot every view through this OpenCV lens (e.g. -0.3 0.1 0.001 0.001: strong barrel)")
+    lens.add_argument("--fisheye", type=float, nargs=4, metavar=("K1", "K2", "K3", "K4"),
+                      help="shoot every view through this OpenCV fisheye lens (angle-proportional: 0 0 0 0)")
     args = parser.parse_args()
     if os.path.isfile(os.path.join(args.out_dir, "transforms_test.json")) and not args.force:
         print(f"demo scene already in {args.out_dir}")
         return
-    write_scene(args.out_dir, args.size, args.n_train)
+    lens = (make_distortion("opencv", args.opencv) if args.opencv is not None
+            else make_distortion("fisheye", args.fisheye) if args.fisheye is not None else None)
+    write_scene(args.out_dir, args.size, args.n_train, distortion=lens)
     print(f"demo scene written to {args.out_dir}")
 
 

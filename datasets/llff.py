@@ -21,7 +21,8 @@ import numpy as np
 from tqdm import tqdm
 
 from datasets.base import BaseDataset
-from datasets.colmap import camera_intrinsics, model_to_poses_bounds, read_model
+from datasets.colmap import model_to_poses_bounds, read_model
+from datasets.distortion import from_colmap
 from datasets.image_utils import check_img_wh, common_size, list_images, read_image, same_aspect
 from datasets.ray_utils import (center_poses, create_spheric_poses, create_spiral_poses, focus_depth_from_bounds,
                                 orbit_of_cameras)
@@ -33,8 +34,8 @@ UNBOUNDED_FAR = 100.0  # unbounded scenes: rays end this many foreground radii a
 
 # poses: (N, 3, 4) in LLFF's axis order [down, right, back | centre]; bounds: (N, 2) near/far
 # depths; intrinsics: (N, 4) fx, fy, cx, cy per image, in pixels of an image of size (W, H) = size;
-# paths: N files
-Capture = namedtuple("Capture", "poses bounds intrinsics size paths source")
+# paths: N files; lenses: N Distortion-or-None (datasets.distortion), or None (pinhole cameras)
+Capture = namedtuple("Capture", "poses bounds intrinsics size paths source lenses", defaults=(None,))
 
 
 def read_poses_bounds(root_dir):
@@ -42,6 +43,8 @@ def read_poses_bounds(root_dir):
 
     Each row's own focal length is used (rows differ when COLMAP estimated a camera per photo);
     the principal point is taken at the image centre (the LLFF format stores only H, W, f).
+    When ``sparse/0`` beside it is the model these rows came from (what ``imgs2poses.py`` writes:
+    the same images, focal lengths and size), its cameras give the intrinsics and the lenses.
     """
     path = os.path.join(root_dir, "poses_bounds.npy")
     try:
@@ -62,13 +65,42 @@ def read_poses_bounds(root_dir):
     H, W = poses[0, :2, 4]
     f = poses[:, 2, 4]  # (N,)
     intrinsics = np.stack([f, f, np.full_like(f, W / 2), np.full_like(f, H / 2)], -1)  # (N, 4)
-    return Capture(poses[:, :, :4], arr[:, 15:17].copy(), intrinsics, (W, H), paths, "poses_bounds.npy")
+    lenses = None
+    from_model = model_cameras(root_dir, paths, f, (W, H))
+    if from_model is not None:
+        intrinsics, lenses = from_model
+    return Capture(poses[:, :, :4], arr[:, 15:17].copy(), intrinsics, (W, H), paths, "poses_bounds.npy", lenses)
+
+
+def model_cameras(root_dir, paths, focals, size):
+    """Intrinsics ``(N, 4)`` and lenses (N Distortion-or-None) of ``paths`` from the COLMAP model in
+    ``sparse/``, when it registers exactly these images with focal lengths ``focals`` ``(N,)`` and
+    size ``(W, H)``; None otherwise (no model, another run's model, a model this loader cannot read)."""
+    model_dir = colmap_model_dir(root_dir)
+    if model_dir is None:
+        return None
+    try:
+        cameras, images, _ = read_model(model_dir)
+        camera_of = {im.name: cameras[im.camera_id] for im in images.values()}
+        names = [os.path.relpath(p, os.path.join(root_dir, "images")) for p in paths]
+        if set(camera_of) != set(names):
+            return None
+        cams = [camera_of[n] for n in names]
+        parsed = [from_colmap(c) for c in cams]
+    except UserError:
+        return None
+    intrinsics = np.array([p[0] for p in parsed], dtype=np.float64)  # (N, 4)
+    if (any((c.width, c.height) != tuple(int(round(v)) for v in size) for c in cams)
+            or not np.allclose(intrinsics[:, 0], focals, rtol=1e-4)):
+        return None
+    lenses = [p[1] for p in parsed]
+    return intrinsics, (lenses if any(lens is not None for lens in lenses) else None)
 
 
 def read_colmap_capture(root_dir):
     """A capture from the COLMAP model in ``sparse/0`` (binary or text): its registered images only.
 
-    Intrinsics: fx, fy, cx, cy of each image's camera (distortion coefficients are ignored).
+    Intrinsics: fx, fy, cx, cy and the lens of each image's camera (``datasets.distortion.from_colmap``).
     Images of ``images/`` that the model does not contain are skipped with a warning.
     ``colmap image_undistorter`` writes its model straight into ``sparse/``: that works too.
     """
@@ -90,9 +122,12 @@ def read_colmap_capture(root_dir):
     if len({(c.width, c.height) for c in used}) > 1:
         raise UserError(f"the images of {where} have cameras of different sizes: use photos of one size")
     camera_of = {im.name: cameras[im.camera_id] for im in images.values()}
-    intr = np.array([camera_intrinsics(camera_of[n]) for n in names], dtype=np.float64)  # (N, 4)
+    parsed = [from_colmap(camera_of[n]) for n in names]
+    intr = np.array([p[0] for p in parsed], dtype=np.float64)  # (N, 4)
+    lenses = [p[1] for p in parsed]
     poses = poses_bounds[:, :15].reshape(-1, 3, 5)[:, :, :4]
-    return Capture(poses, poses_bounds[:, 15:17].copy(), intr, (used[0].width, used[0].height), paths, where)
+    return Capture(poses, poses_bounds[:, 15:17].copy(), intr, (used[0].width, used[0].height), paths, where,
+                   lenses if any(lens is not None for lens in lenses) else None)
 
 
 def colmap_model_dir(root_dir):
@@ -214,6 +249,7 @@ class LLFFDataset(BaseDataset):
             return
         idx = split_indices(len(poses), split, holdout)
         self.poses, self.K = poses[idx].astype(np.float32), K[idx]
+        self.distortion = [capture.lenses[i] for i in idx] if capture.lenses else None  # the path stays pinhole
         paths = [capture.paths[i] for i in idx]
         self.image_names = [os.path.relpath(p, self.root_dir) for p in paths]
         self.rgbs = np.stack([read_image(p, self.img_wh, self.white_back)

@@ -9,16 +9,23 @@ Pixel (u, v) has its centre at (u + 0.5, v + 0.5), v counted down from the top r
 import numpy as np
 import torch
 
+from datasets.distortion import undistort
 
-def get_ray_directions(H, W, K):
-    """Camera-frame direction of each pixel's centre (not normalized, z = -1).
+
+def get_ray_directions(H, W, K, distortion=None):
+    """Camera-frame direction of each pixel's centre (not normalized).
 
     Args:
         H, W: image size in pixels.
         K: ``(3, 3)`` intrinsics (fx, fy, cx, cy), or a float focal length with the principal
             point at the image centre.
+        distortion: the lens (``datasets.distortion.Distortion``) or None (a pinhole). With a
+            lens, each pixel's ray goes through its undistorted direction (the lens model
+            inverted, ``datasets.distortion.undistort``): the photos are used as they are.
     Returns:
-        directions ``(H, W, 3)``.
+        directions ``(H, W, 3)`` float32: z = -1 for a pinhole and an ``"opencv"`` lens; unit
+        vectors for a ``"fisheye"``, whose z turns positive for pixels more than 90 degrees off
+        the axis (``get_rays`` normalizes them all).
     """
     if not torch.is_tensor(K) and not hasattr(K, "shape"):
         fx = fy = float(K)
@@ -26,6 +33,10 @@ def get_ray_directions(H, W, K):
     else:
         K = torch.as_tensor(K, dtype=torch.float64)
         fx, fy, cx, cy = K[0, 0].item(), K[1, 1].item(), K[0, 2].item(), K[1, 2].item()
+    if distortion is not None:  # float64 for the Newton steps, then to our axes (y up, looking along -z)
+        v, u = np.meshgrid(np.arange(H) + 0.5, np.arange(W) + 0.5, indexing="ij")  # (H, W)
+        d = undistort((u - cx) / fx, (v - cy) / fy, distortion)  # (H, W, 3), OpenCV's axes
+        return torch.from_numpy(d * np.array([1.0, -1.0, -1.0])).float()
     v, u = torch.meshgrid(torch.arange(H, dtype=torch.float32) + 0.5,
                           torch.arange(W, dtype=torch.float32) + 0.5, indexing="ij")  # (H, W)
     return torch.stack([(u - cx) / fx, -(v - cy) / fy, -torch.ones_like(u)], -1)  # (H, W, 3)

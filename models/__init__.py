@@ -56,7 +56,10 @@ def build_fields(hparams, cameras=None):
                          max_res=get("hash_max_res", 2048), contract=unbounded, **appearance)
         grid = OccupancyGrid([lo, hi], get("grid_resolution", 128), step, contracted=unbounded)
         if cameras is not None and not cameras.ndc:  # NDC: every cell is in some camera's frustum
-            grid.mark_invisible(cameras.Ks, cameras.poses.cpu(), cameras.img_wh, near=cameras.near)
+            # a lens sees past its pinhole frustum: frustum_Ks holds its rays (None: a fisheye past 90 degrees)
+            Ks = cameras.frustum_Ks() if hasattr(cameras, "frustum_Ks") else cameras.Ks
+            if Ks is not None:
+                grid.mark_invisible(Ks, cameras.poses.cpu(), cameras.img_wh, near=cameras.near)
         return {"coarse": field, "occupancy": grid}
     kwargs = dict(depth=get("net_depth", 8), width=get("net_width", 256), n_freqs_xyz=get("N_emb_xyz", 10),
                   n_freqs_dir=get("N_emb_dir", 4), contract=bool(get("unbounded", False)), **appearance)

@@ -23,7 +23,9 @@ from utils.errors import UserError
 EXHAUSTIVE_MAX_IMAGES = 40  # "auto" matcher: all pairs up to this many images, neighbours beyond
 SEQUENTIAL_OVERLAP = 10  # each image is matched with this many neighbours by name order
 MIN_REGISTERED = 0.8  # below this share of registered photos the run fails; above, the rest are skipped
-CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
+# the models SfM may estimate; the loader casts each pixel's ray through the lens estimated
+# (datasets.distortion), so the photos are used as they are
+CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE")
 DEFAULT_PEAK_THRESHOLD = 0.02 / 3  # SIFT's default (0.02 / octave_resolution)
 
 
@@ -141,7 +143,9 @@ def run_pycolmap(image_dir, names, work_dir, matcher, camera_model, single_camer
 
 def rescale_model(rec, full_size, small_size):
     """Bring a model computed on downscaled copies back to the photos' resolution (in place):
-    cameras' size, focal lengths and principal points, and the keypoint coordinates."""
+    cameras' size, focal lengths and principal points, and the keypoint coordinates. Distortion
+    coefficients act on normalized coordinates (pixels minus the principal point, over the focal
+    length), so they hold at any resolution and ``Camera.rescale`` keeps them as they are."""
     sx, sy = full_size[0] / small_size[0], full_size[1] / small_size[1]
     for cam in rec.cameras.values():
         cam.rescale(int(full_size[0]), int(full_size[1]))
@@ -161,7 +165,8 @@ def imgs2poses(scene_dir, matcher="auto", downscale=1.0, overwrite=False, camera
         downscale: run SfM on copies reduced by this factor (>= 1); the intrinsics written are
             scaled back to the photos' resolution.
         overwrite: replace existing ``sparse/0`` and ``poses_bounds.npy``.
-        camera_model, single_camera: COLMAP camera model, and one camera shared by all photos.
+        camera_model, single_camera: COLMAP camera model (its distortion is kept: the loader
+            casts rays through it), and one camera shared by all photos.
         seed: random seed of the mapper (runs are repeatable).
     Returns:
         ``poses_bounds`` ``(N_registered, 17)``. Raises UserError (leaving the scene untouched)

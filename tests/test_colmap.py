@@ -105,9 +105,11 @@ def test_camera_intrinsics(model, params, expected):
     assert camera_intrinsics(Camera(1, model, 640, 480, np.array(params, float))) == expected
 
 
-def test_fisheye_camera_is_refused():
+def test_unsupported_camera_is_refused():
+    """OPENCV_FISHEYE is read (tests/test_distortion.py); models without an inverse here are not."""
+    assert camera_intrinsics(Camera(1, "OPENCV_FISHEYE", 640, 480, np.arange(1.0, 9.0))) == (1, 2, 3, 4)
     with pytest.raises(UserError, match="undistort"):
-        camera_intrinsics(Camera(1, "OPENCV_FISHEYE", 640, 480, np.zeros(8)))
+        camera_intrinsics(Camera(1, "RADIAL_FISHEYE", 640, 480, np.zeros(5)))
 
 
 def test_truncated_or_missing_model(beer_dir, tmp_path):
