@@ -11,6 +11,10 @@ do not change with the resolution the images are resized to.
 - ``"fisheye"``: ``params`` ``(4,)`` float64 ``k1 k2 k3 k4`` (OpenCV's fisheye model: the
   distorted radius is ``theta (1 + k1 theta^2 + k2 theta^4 + k3 theta^6 + k4 theta^8)``, theta the
   angle from the optical axis).
+
+``undistort`` inverts either model per point (Newton's method, float64: the ray generator
+``datasets.ray_utils.get_ray_directions`` calls it once per camera and resolution); ``distort``
+is the forward model; ``from_colmap`` reads a COLMAP camera.
 """
 from collections import namedtuple
 

@@ -269,6 +269,37 @@ def test_poses_bounds_takes_the_lens_of_its_own_model(beer_dir, tmp_path):
     assert LLFFDataset(str(other), split="val", img_wh=(36, 64), spheric_poses=True).distortion is None
 
 
+def test_ndc_rays_through_a_lens(tmp_path):
+    """Forward-facing scenes: the lens bends the world rays, and the NDC map (a projective map of
+    world space, the same for every ray) carries each bent ray onto its NDC ray: points along the
+    world ray land on the NDC ray."""
+    from test_llff import write_forward_facing
+
+    from datasets.ray_utils import get_ndc_rays
+
+    class LensLLFF(LLFFDataset):
+        def read_meta(self, split, **kw):
+            super().read_meta(split, **kw)
+            if split != "path":
+                self.distortion = LENS
+
+    write_forward_facing(tmp_path)
+    val = LensLLFF(str(tmp_path), split="val", img_wh=(16, 12), holdout=4)
+    assert val.ndc and val.distortion is LENS
+    rays = val.rays(1)
+    world_o, world_d = get_rays(val.directions, val.poses[1])  # (H*W, 3) before the NDC map
+    torch.testing.assert_close((rays.origins, rays.directions),
+                               get_ndc_rays(12, 16, float(val.K[0, 0]), 1.0, world_o, world_d))
+    focal, o, d = float(val.K[0, 0]), world_o.double(), world_d.double()
+    for t in (1.5, 4.0, 30.0):
+        p = o + t * d  # a point on the bent world ray, mapped to NDC by hand (NeRF's eq. 25)
+        ndc = torch.stack([-2 * focal / 16 * p[:, 0] / p[:, 2], -2 * focal / 12 * p[:, 1] / p[:, 2], 1 + 2 / p[:, 2]], -1)
+        s_along = (ndc[:, 2] - rays.origins[:, 2].double()) / rays.directions[:, 2].double()
+        on_ray = rays.origins.double() + s_along[:, None] * rays.directions.double()
+        torch.testing.assert_close(on_ray, ndc, atol=1e-4, rtol=1e-4)
+    assert LensLLFF(str(tmp_path), split="path", img_wh=(16, 12), holdout=4).distortion is None
+
+
 def test_cameras_are_deduplicated(tmp_path, lens_scene):
     """Per-image lenses: one direction table per distinct (K, lens), each image pointing at its own."""
     class Mixed(BlenderDataset):
