@@ -37,7 +37,7 @@ from viewer.camera import scene_cameras, view_dataset
 from viewer.paths import read_path
 
 SPLITS = ("train", "val", "test", "path")
-DEFAULT_SPLIT = {"blender": "test", "llff": "path"}
+DEFAULT_SPLIT = {"blender": "test", "llff": "path", "nerfstudio": "path"}
 
 
 def get_eval_parser():
@@ -48,7 +48,7 @@ def get_eval_parser():
     ev.add_argument("--scene_name", type=str, default=None,
                     help="name of the results folder and videos (default: the name of --root_dir)")
     ev.add_argument("--split", type=str, default=None, choices=SPLITS,
-                    help="views to render (default: test for blender, the render path for llff)")
+                    help="views to render (default: test for blender, the render path for llff and nerfstudio)")
     ev.add_argument("--path_json", type=str, default=None,
                     help="render the camera path of this JSON file (saved by viewer.py) instead of a split")
     ev.add_argument("--out_dir", type=str, default=None,

@@ -33,8 +33,8 @@ UNBOUNDED_FAR = 100.0  # unbounded scenes: rays end this many foreground radii a
 
 # poses: (N, 3, 4) in LLFF's axis order [down, right, back | centre]; bounds: (N, 2) near/far
 # depths; intrinsics: (N, 4) fx, fy, cx, cy per image, in pixels of an image of size (W, H) = size;
-# paths: N files
-Capture = namedtuple("Capture", "poses bounds intrinsics size paths source")
+# paths: N files; distortion: None (pinhole), or a list of N ``datasets.distortion.Distortion`` (or None)
+Capture = namedtuple("Capture", "poses bounds intrinsics size paths source distortion", defaults=(None,))
 
 
 def read_poses_bounds(root_dir):
@@ -170,16 +170,26 @@ class LLFFDataset(BaseDataset):
     renders ``path`` in the same frame.
     """
 
+    metric_rays = False  # True: never NDC (formats whose captures walk around an object)
+
+    def read_capture(self):
+        """The scene's ``Capture`` (a subclass reads another format into the same record)."""
+        return read_capture(self.root_dir)
+
+    def split_indices(self, capture, split, holdout):
+        """Indices into ``capture`` of the images of ``split`` (not called for ``path``)."""
+        return split_indices(len(capture.poses), split, holdout)
+
     def read_meta(self, split, white_back=False, spheric_poses=False, holdout=8, unbounded=False,
                   spheric_bounds="seed", ndc_viewdirs="ndc", **_):
         if split not in SPLITS:
             raise UserError(f"unknown split '{split}' for an LLFF scene: choose one of {', '.join(SPLITS)}")
         if holdout < 0:
             raise UserError(f"--llff_holdout must be >= 0, got {holdout}")
-        capture = read_capture(self.root_dir)
+        capture = self.read_capture()
         self.white_back = bool(white_back)
         self.unbounded = bool(unbounded)
-        self.spheric = bool(spheric_poses) or self.unbounded
+        self.spheric = bool(spheric_poses) or self.unbounded or self.metric_rays
         K = scaled_intrinsics(capture, self.img_wh)  # (N, 3, 3): BaseDataset keeps one when all agree
 
         # LLFF [down, right, back] -> ours [right, up, back]
@@ -210,10 +220,11 @@ class LLFFDataset(BaseDataset):
 
         if split == "path":  # the mean camera
             self.poses, self.rgbs = self.render_path(poses, bounds).astype(np.float32), None
-            self.K = K.mean(0)
+            self.K, self.distortion = K.mean(0), None  # render paths use pinhole cameras
             return
-        idx = split_indices(len(poses), split, holdout)
+        idx = self.split_indices(capture, split, holdout)
         self.poses, self.K = poses[idx].astype(np.float32), K[idx]
+        self.distortion = None if capture.distortion is None else [capture.distortion[i] for i in idx]
         paths = [capture.paths[i] for i in idx]
         self.image_names = [os.path.relpath(p, self.root_dir) for p in paths]
         self.rgbs = np.stack([read_image(p, self.img_wh, self.white_back)
