@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 # data
-from datasets import make_dataset
+from datasets import make_dataset, resolve_dataset_name
 from datasets.base import CameraPath
 # models
 from models import load_model
@@ -171,6 +171,7 @@ def main(argv=None):
         raise UserError(f"--fps must be positive, got {args.fps}")
     device = pick_device(args.device)
     fields, h, ckpt = load_model(args, explicit, device)
+    resolve_dataset_name(h, required=False)  # a model file without flags: the scene folder tells
     check_opts(Namespace(**{**vars(h), "root_dir": h.root_dir or "(from the checkpoint)"}))
     if h.path_json and h.split:
         raise UserError("--path_json and --split both choose the views to render: give one")

@@ -29,9 +29,13 @@ def find_dataset_name(root_dir):
                     "a scene folder (or compute poses for your photos with imgs2poses.py)")
 
 
-def resolve_dataset_name(hparams):
+def resolve_dataset_name(hparams, required=True):
     """Set ``hparams.dataset_name`` from ``hparams.root_dir`` when it is None (printing one line);
-    an explicit name is kept. Returns hparams."""
+    an explicit name (or a checkpoint's) is kept. ``required=False``: leave it None when ``root_dir``
+    is no folder (a model file that carries its cameras). Returns hparams."""
+    root = getattr(hparams, "root_dir", None)
+    if not required and not (root and os.path.isdir(root)):
+        return hparams
     if getattr(hparams, "dataset_name", None) is None:
         hparams.dataset_name, sign = find_dataset_name(hparams.root_dir)
         print(f"dataset: {hparams.dataset_name} ({sign} in {hparams.root_dir}; --dataset_name sets it)")

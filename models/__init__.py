@@ -78,15 +78,6 @@ def load_model(hparams, explicit=(), device="cpu"):
     """
     ckpt = load_checkpoint(hparams.ckpt_path)
     hparams = merge_hparams(hparams, set(explicit), ckpt)
-    if getattr(hparams, "dataset_name", None) is None and getattr(hparams, "root_dir", None):
-        # a file without stored flags: the scene folder tells its format (if it is a scene)
-        from datasets import find_dataset_name
-        from utils.errors import UserError
-
-        try:
-            hparams.dataset_name = find_dataset_name(hparams.root_dir)[0]
-        except UserError:
-            pass  # whoever reads the scene says what is wrong with it
     fields = build_fields(hparams)
     load_fields_state(fields, ckpt["state_dict"], source=hparams.ckpt_path)
     for f in fields.values():

@@ -40,7 +40,8 @@ def camera_keys(camera):
         keys.update(camera_model="FULL_OPENCV", **dict(zip(("k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6"), rest)))
     else:  # SIMPLE_RADIAL (k), RADIAL (k1 k2), OPENCV (k1 k2 p1 p2): nerfstudio writes all as OPENCV
         coeffs = {"SIMPLE_RADIAL": ("k1",), "RADIAL": ("k1", "k2"), "OPENCV": ("k1", "k2", "p1", "p2")}[model]
-        keys.update(camera_model="OPENCV", k1=0.0, k2=0.0, p1=0.0, p2=0.0, **dict(zip(coeffs, rest)))
+        keys.update(camera_model="OPENCV", k1=0.0, k2=0.0, p1=0.0, p2=0.0)
+        keys.update(zip(coeffs, rest))
     return keys
 
 

@@ -288,3 +288,85 @@ def test_bad_scenes_are_named_in_one_line(ns_dir, tmp_path):
     os.makedirs(tmp_path / "nothing")
     line = bad(tmp_path, tmp_path / "nothing")
     assert "looked for transforms_train.json" in line and "transforms.json (nerfstudio)" in line
+
+
+# ---------------------------------------------------------------- training, eval
+
+
+def as_blender(ns_dir, out):
+    """The same photos as a Blender-format scene: the nerfstudio reader's held-out frames (every 8th by
+    name) as val and test, the rest as train, the same 32x32 copies, white background."""
+    with open(os.path.join(ns_dir, "transforms.json")) as f:
+        meta = json.load(f)
+    frames = sorted(meta["frames"], key=lambda fr: fr["file_path"])
+    shutil.copytree(os.path.join(ns_dir, "images_2"), out / "images_2")
+    angle = 2 * np.arctan(0.5 * meta["w"] / meta["fl_x"])
+    for split, chosen in (("train", [fr for i, fr in enumerate(frames) if i % 8]), ("val", frames[::8]),
+                          ("test", frames[::8])):
+        chosen = [{"file_path": fr["file_path"].replace("images/", "images_2/"),
+                   "transform_matrix": fr["transform_matrix"]} for fr in chosen]
+        with open(out / f"transforms_{split}.json", "w") as f:
+            json.dump({"camera_angle_x": angle, "frames": chosen}, f)
+    return out
+
+
+LEARN = [*TINY, "--img_wh", 32, 32, "--max_steps", 200, "--lr", "2e-3", "--decay_step", 1000, "--noise_std", 0,
+         "--val_num", 5]
+
+
+def test_learns_like_the_same_scene_in_blender_format(ns_dir, tmp_path):
+    """No --dataset_name: the folder says nerfstudio. A tiny model on the nerfstudio scene scores on its held-out
+    views about what it scores on the same photos and cameras as a Blender scene (near/far 2-6 there, from the
+    cameras here), and eval.py renders and scores from the checkpoint alone."""
+    blender = as_blender(ns_dir, tmp_path / "blender")
+    proc = run_script("train.py", "--root_dir", ns_dir, "--white_back", 1, *LEARN, "--exp_name", "ns", cwd=tmp_path)
+    assert f"dataset: nerfstudio (transforms.json in {ns_dir}" in proc.stdout
+    assert "depth bounds from the cameras" in proc.stdout
+    run_script("train.py", "--root_dir", blender, *LEARN, "--exp_name", "bl", cwd=tmp_path)
+    scores = {}
+    for exp in ("ns", "bl"):
+        proc = run_script("eval.py", "--ckpt_path", tmp_path / "ckpts" / exp / "last.ckpt", "--split", "val",
+                          "--out_dir", tmp_path / exp, "--no_depth", cwd=tmp_path)
+        metrics = json.loads((tmp_path / exp / "metrics.json").read_text())
+        assert metrics["n_views"] == 5
+        scores[exp] = metrics["psnr"]
+    info = json.loads((tmp_path / "ns" / "render_info.json").read_text())
+    assert info["dataset_name"] == "nerfstudio" and info["image_names"][0] == "images_2/frame_00001.png"
+    print(f"held-out PSNR after 200 steps: nerfstudio format {scores['ns']:.2f} dB, Blender format {scores['bl']:.2f} dB")
+    assert scores["ns"] > 17.0 and scores["ns"] > scores["bl"] - 1.0, scores
+
+
+FAST_CPU = ["--fast", "--num_gpus", 0, "--batch_size", 1024, "--grid_resolution", 32, "--hash_levels", 8,
+            "--hash_log2_size", 14, "--hash_max_res", 256, "--march_steps", 256, "--val_num", 5]
+
+
+def test_fast_trains_inside_the_box_the_cameras_look_at(ns_dir, tmp_path):
+    """README: --fast on a white-background object in this format: its box is the ball the cameras look at."""
+    run_script("train.py", "--root_dir", ns_dir, "--img_wh", 32, 32, "--white_back", 1, "--max_steps", 150,
+               *FAST_CPU, "--exp_name", "fast", cwd=tmp_path)
+    from test_train import scalars
+    from utils.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(str(tmp_path / "ckpts" / "fast" / "last.ckpt"))
+    ds = ns(ns_dir, "val")
+    np.testing.assert_allclose(ckpt["hparams"]["aabb"], ds.scene_aabb(), rtol=1e-5)
+    assert ckpt["hparams"]["dataset_name"] == "nerfstudio"
+    val, _ = scalars(tmp_path, "fast", "val/psnr")
+    white = float(np.mean([-10 * np.log10(((1 - ds.rgbs[i]) ** 2).mean()) for i in range(len(ds))]))
+    print(f"--fast, 150 steps: val PSNR {val[-1]:.2f} dB (white {white:.2f} dB)")
+    assert val[-1] > white + 6
+
+
+def test_unbounded_capture_commands(tmp_path):
+    """README's commands for a capture in this format: the demo written as nerfstudio does, --unbounded --fast
+    training with no --dataset_name, then eval.py from the checkpoint alone (held-out views and the path)."""
+    run_script("datasets/demo_scene.py", tmp_path / "demo_ns", "--format", "nerfstudio", "--size", 32, "--n_train", 16,
+               cwd=tmp_path)
+    assert sorted(os.listdir(tmp_path / "demo_ns")) == ["images", "images_2", "transforms.json"]
+    run_script("train.py", "--root_dir", tmp_path / "demo_ns", "--img_wh", 16, 16, "--unbounded", "--max_steps", 10,
+               *FAST_CPU, "--exp_name", "mine", cwd=tmp_path)
+    run_script("eval.py", "--ckpt_path", "ckpts/mine/last.ckpt", "--split", "test", cwd=tmp_path)
+    metrics = json.loads((tmp_path / "results" / "nerfstudio" / "demo_ns" / "test" / "metrics.json").read_text())
+    assert metrics["n_views"] == 2  # frames 1 and 9 of 16
+    run_script("eval.py", "--ckpt_path", "ckpts/mine/last.ckpt", "--no_depth", cwd=tmp_path)
+    assert len([f for f in os.listdir(tmp_path / "results" / "nerfstudio" / "demo_ns" / "path") if f.endswith(".png")]) == 120
