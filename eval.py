@@ -171,7 +171,9 @@ def main(argv=None):
         raise UserError(f"--fps must be positive, got {args.fps}")
     device = pick_device(args.device)
     fields, h, ckpt = load_model(args, explicit, device)
-    resolve_dataset_name(h, required=False)  # a model file without flags: the scene folder tells
+    if resolve_dataset_name(h, required=False).dataset_name is None:  # a model file without flags
+        raise UserError(f"{h.ckpt_path} does not say which scene format it was trained on: give --root_dir "
+                        "(the scene folder tells it) or --dataset_name")
     check_opts(Namespace(**{**vars(h), "root_dir": h.root_dir or "(from the checkpoint)"}))
     if h.path_json and h.split:
         raise UserError("--path_json and --split both choose the views to render: give one")

@@ -233,8 +233,6 @@ def check_opts(hparams):
         aabb = getattr(hparams, "aabb", None)
         if aabb is not None and not all(lo < hi for lo, hi in zip(aabb[:3], aabb[3:])):
             raise UserError(f"--aabb must be xmin ymin zmin xmax ymax zmax with min < max, got {aabb}")
-    if hparams.dataset_name is None:
-        raise UserError("--dataset_name is not known: give --dataset_name, or --root_dir of a scene to tell it from")
     if getattr(hparams, "unbounded", False) and hparams.dataset_name == "blender":
         raise UserError("--unbounded is for real 360-degree captures (llff, nerfstudio); Blender scenes are bounded")
     if hparams.root_dir is None:
@@ -265,6 +263,4 @@ def get_opts(argv=None):
 
     hparams, explicit = parse_args(get_parser(), argv)
     hparams = apply_fast_preset(hparams, explicit)
-    if hparams.root_dir is None:
-        raise UserError("--root_dir is required: the folder of the scene to use")
-    return check_opts(resolve_dataset_name(hparams))
+    return check_opts(resolve_dataset_name(hparams, required=False))  # no folder: reading the scene says so

@@ -176,7 +176,8 @@ def write_nerfstudio_scene(out_dir, size=128, n_frames=60, seed=0, extension=Tru
         bgr = cv2.cvtColor((rgb * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR)
         name = f"frame_{i + 1:05d}.png"
         cv2.imwrite(os.path.join(out_dir, "images", name), bgr)
-        cv2.imwrite(os.path.join(out_dir, "images_2", name), cv2.resize(bgr, (half, half), interpolation=cv2.INTER_AREA))
+        small = cv2.resize(bgr, (half, half), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(os.path.join(out_dir, "images_2", name), small)
         frames.append({"file_path": f"images/{name if extension else name[:-4]}", "transform_matrix": c2w.tolist()})
     meta = {"camera_model": "PINHOLE", "fl_x": focal, "fl_y": focal, "cx": size / 2, "cy": size / 2,
             "w": size, "h": size, "frames": frames}

@@ -270,7 +270,8 @@ class NerfstudioDataset(LLFFDataset):
         cams = np.array(cams)  # (N, 6): w h fx fy cx cy
         sizes = {(round(w), round(h)) for w, h in cams[:, :2]}
         if len(sizes) > 1:
-            raise UserError(f"{json_path}: frames of different sizes ({', '.join(f'{w}x{h}' for w, h in sorted(sizes))}): "
+            listed = ", ".join(f"{w}x{h}" for w, h in sorted(sizes))
+            raise UserError(f"{json_path}: frames of different sizes ({listed}): "
                             "use one camera size per scene")
         size = (float(cams[0, 0]), float(cams[0, 1]))
         self.check_image_sizes([p for _, p, _ in frames], [n for n, _, _ in frames], size, json_path)
@@ -299,8 +300,8 @@ class NerfstudioDataset(LLFFDataset):
             except OSError:
                 raise UserError(f"cannot read image (corrupt or not an image): {path}") from None
             if abs(w - size[0]) >= 1 or abs(h - size[1]) >= 1:
-                raise UserError(f"{name} is {w}x{h} but {json_path} says w {size[0]:g}, h {size[1]:g}: fix w/h (and the "
-                                "intrinsics) or use the images the poses were computed on")
+                raise UserError(f"{name} is {w}x{h} but {json_path} says w {size[0]:g}, h {size[1]:g}: fix w/h "
+                                "(and the intrinsics) or use the images the poses were computed on")
 
     def split_lists(self, meta, json_path, names, missing):
         """``{split: set of image names}`` from ``train/val/test_filenames`` (None without any). Names are

@@ -127,10 +127,11 @@ def test_transforms_json_gives_the_rays_of_sparse0(beer_subset, tmp_path):
         for i in range(len(SUBSET)):
             a, b = ref.rays(i), ours.rays(i)
             if unbounded:  # the same normalization (the ball around the cameras): the same rays
-                assert torch.allclose(a.origins, b.origins, atol=1e-4) and torch.allclose(a.directions, b.directions, atol=1e-5)
+                assert torch.allclose(a.origins, b.origins, atol=1e-4)
+                assert torch.allclose(a.directions, b.directions, atol=1e-5)
             else:  # scaled by different depth bounds: the same rays in COLMAP's world
-                back = []
-                for ds, r, to_colmap in ((ref, a, np.eye(4)), (ours, b, np.linalg.inv(np.vstack([meta["applied_transform"], [0, 0, 0, 1]])))):
+                back, json_to_colmap = [], np.linalg.inv(np.vstack([meta["applied_transform"], [0, 0, 0, 1]]))
+                for ds, r, to_colmap in ((ref, a, np.eye(4)), (ours, b, json_to_colmap)):
                     m = to_colmap @ np.linalg.inv(ds.world_to_scene)
                     d = r.directions.numpy() @ m[:3, :3].T
                     back.append((r.origins.numpy() @ m[:3, :3].T + m[:3, 3], d / np.linalg.norm(d, axis=1, keepdims=True)))

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -136,7 +135,8 @@ def test_distortion_from_json_keys():
     d = distortion_from_json({"camera_model": "OPENCV", "k1": 0.1, "k2": 0.2, "p1": 0.3, "p2": 0.4, "k3": 0.5})
     assert d.model == "opencv" and d.params.dtype == np.float64 and d.params.shape == (8,)
     assert d.params.tolist() == [0.1, 0.2, 0.3, 0.4, 0.5, 0, 0, 0]
-    d = distortion_from_json({"camera_model": "FULL_OPENCV", **{f"k{i}": i / 10 for i in range(1, 7)}, "p1": 7, "p2": 8})
+    ks = {f"k{i}": i / 10 for i in range(1, 7)}
+    d = distortion_from_json({"camera_model": "FULL_OPENCV", **ks, "p1": 7, "p2": 8})
     assert d.params.tolist() == [0.1, 0.2, 7, 8, 0.3, 0.4, 0.5, 0.6]
     d = distortion_from_json({"camera_model": "OPENCV_FISHEYE", "k1": 0.1, "k2": 0.2, "k3": 0.3, "k4": 0.4})
     assert d.model == "fisheye" and d.params.tolist() == [0.1, 0.2, 0.3, 0.4]
@@ -332,7 +332,8 @@ def test_learns_like_the_same_scene_in_blender_format(ns_dir, tmp_path):
         scores[exp] = metrics["psnr"]
     info = json.loads((tmp_path / "ns" / "render_info.json").read_text())
     assert info["dataset_name"] == "nerfstudio" and info["image_names"][0] == "images_2/frame_00001.png"
-    print(f"held-out PSNR after 200 steps: nerfstudio format {scores['ns']:.2f} dB, Blender format {scores['bl']:.2f} dB")
+    print(f"held-out PSNR after 200 steps: nerfstudio format {scores['ns']:.2f} dB, "
+          f"Blender format {scores['bl']:.2f} dB")
     assert scores["ns"] > 17.0 and scores["ns"] > scores["bl"] - 1.0, scores
 
 
@@ -369,4 +370,5 @@ def test_unbounded_capture_commands(tmp_path):
     metrics = json.loads((tmp_path / "results" / "nerfstudio" / "demo_ns" / "test" / "metrics.json").read_text())
     assert metrics["n_views"] == 2  # frames 1 and 9 of 16
     run_script("eval.py", "--ckpt_path", "ckpts/mine/last.ckpt", "--no_depth", cwd=tmp_path)
-    assert len([f for f in os.listdir(tmp_path / "results" / "nerfstudio" / "demo_ns" / "path") if f.endswith(".png")]) == 120
+    frames = os.listdir(tmp_path / "results" / "nerfstudio" / "demo_ns" / "path")
+    assert len([f for f in frames if f.endswith(".png")]) == 120
