@@ -61,8 +61,8 @@ def resolve_image(root_dir, file_path, json_path):
     out), or its would-be path when missing. UserError when it points outside the scene folder."""
     if not isinstance(file_path, str) or not file_path:
         raise UserError(f"{json_path}: a frame has no 'file_path': give every frame the image it shows")
-    root = os.path.realpath(root_dir)
-    path = os.path.realpath(os.path.join(root, file_path))
+    root = os.path.abspath(root_dir)  # not realpath: images/ may be a link to another disk
+    path = os.path.normpath(os.path.join(root, file_path))
     if os.path.commonpath([root, path]) != root:
         raise UserError(f"{json_path}: file_path '{file_path}' leaves the scene folder: move the images into "
                         f"{root_dir} and give paths relative to {META_FILE}")
@@ -124,11 +124,11 @@ def downscaled_paths(root_dir, paths, size, img_wh):
     """The images of nerfstudio's smallest ``images_N`` folder still at least ``img_wh`` (reading them
     is faster than shrinking the photos), or ``paths`` when none fits. Only paths under ``images/``
     have copies; a folder is used only when it holds every one of them."""
-    images = os.path.join(os.path.realpath(root_dir), "images")
+    images = os.path.join(os.path.abspath(root_dir), "images")
     for n in DOWNSCALES:
         if size[0] / n < img_wh[0] - 0.5 or size[1] / n < img_wh[1] - 0.5:
             continue
-        folder = os.path.join(os.path.realpath(root_dir), f"images_{n}")
+        folder = os.path.join(os.path.abspath(root_dir), f"images_{n}")
         if not os.path.isdir(folder) or not all(os.path.commonpath([images, p]) == images for p in paths):
             continue
         small = [os.path.join(folder, os.path.relpath(p, images)) for p in paths]
@@ -239,7 +239,7 @@ class NerfstudioDataset(LLFFDataset):
             if not isinstance(fr, dict):
                 raise UserError(f"{json_path}: frame {k} is not an object with file_path and transform_matrix")
             path = resolve_image(self.root_dir, fr.get("file_path"), json_path)
-            frames.append((os.path.relpath(path, os.path.realpath(self.root_dir)), path, fr))
+            frames.append((os.path.relpath(path, os.path.abspath(self.root_dir)), path, fr))
         frames.sort(key=lambda f: f[0])
         names = [f[0] for f in frames]
         if len(set(names)) < len(names):
@@ -247,7 +247,7 @@ class NerfstudioDataset(LLFFDataset):
             raise UserError(f"{json_path}: two frames show the same image {dup}: list each image once")
 
         missing = [n for n, p, _ in frames if not os.path.isfile(p)]
-        if missing:
+        if missing and self.split != "val":  # train.py reads val second: one warning per run
             print(f"warning: {len(missing)} of {len(frames)} frames of {json_path} have no image and are skipped: "
                   + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))
         self._splits = self.split_lists(meta, json_path, names, set(missing))
@@ -319,7 +319,7 @@ class NerfstudioDataset(LLFFDataset):
                 raise UserError(f"{json_path}: {split}_filenames must be a list of file paths")
             chosen = set()
             for f in files:
-                name = os.path.relpath(resolve_image(self.root_dir, f, json_path), os.path.realpath(self.root_dir))
+                name = os.path.relpath(resolve_image(self.root_dir, f, json_path), os.path.abspath(self.root_dir))
                 name = known.get(name, known.get(os.path.splitext(name)[0]))
                 if name is None:
                     raise UserError(f"{json_path}: {split}_filenames names {f}, which no frame's file_path lists: "
