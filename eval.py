@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 # data
-from datasets import make_dataset
+from datasets import make_dataset, resolve_dataset_name
 from datasets.base import CameraPath
 # models
 from models import load_model
@@ -37,7 +37,7 @@ from viewer.camera import scene_cameras, view_dataset
 from viewer.paths import read_path
 
 SPLITS = ("train", "val", "test", "path")
-DEFAULT_SPLIT = {"blender": "test", "llff": "path"}
+DEFAULT_SPLIT = {"blender": "test", "llff": "path", "nerfstudio": "path"}
 
 
 def get_eval_parser():
@@ -48,7 +48,7 @@ def get_eval_parser():
     ev.add_argument("--scene_name", type=str, default=None,
                     help="name of the results folder and videos (default: the name of --root_dir)")
     ev.add_argument("--split", type=str, default=None, choices=SPLITS,
-                    help="views to render (default: test for blender, the render path for llff)")
+                    help="views to render (default: test for blender, the render path for llff and nerfstudio)")
     ev.add_argument("--path_json", type=str, default=None,
                     help="render the camera path of this JSON file (saved by viewer.py) instead of a split")
     ev.add_argument("--out_dir", type=str, default=None,
@@ -171,6 +171,9 @@ def main(argv=None):
         raise UserError(f"--fps must be positive, got {args.fps}")
     device = pick_device(args.device)
     fields, h, ckpt = load_model(args, explicit, device)
+    if resolve_dataset_name(h, required=False).dataset_name is None:  # a model file without flags
+        raise UserError(f"{h.ckpt_path} does not say which scene format it was trained on: give --root_dir "
+                        "(the scene folder tells it) or --dataset_name")
     check_opts(Namespace(**{**vars(h), "root_dir": h.root_dir or "(from the checkpoint)"}))
     if h.path_json and h.split:
         raise UserError("--path_json and --split both choose the views to render: give one")

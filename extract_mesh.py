@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 # data, models
-from datasets import make_dataset
+from datasets import make_dataset, resolve_dataset_name
 from models import load_model
 from models.rendering import eval_render_kwargs
 from opt import check_opts, get_parser, parse_args
@@ -157,7 +157,7 @@ def main(argv=None):
     ranges = check_flags(args)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     fields, hp, _ = load_model(args, explicit, device)
-    check_opts(hp)
+    check_opts(resolve_dataset_name(hp))
     ds = make_dataset(hp, "train")
     if ds.ndc:
         raise UserError("this scene uses NDC rays (forward-facing LLFF): meshes need metric rays; "

@@ -8,7 +8,7 @@ import sys
 
 from utils.errors import UserError
 
-DATASETS = ("blender", "llff")
+DATASETS = ("blender", "llff", "nerfstudio")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -28,15 +28,18 @@ def get_parser(description="Train a NeRF (PyTorch Lightning).", training=True):
     )
     data = parser.add_argument_group("data")
     data.add_argument("--root_dir", type=str, default=None,
-                      help="scene folder (Blender: transforms_*.json; LLFF: poses_bounds.npy or sparse/0 + images/)")
-    data.add_argument("--dataset_name", type=str, default="blender", choices=DATASETS,
-                      help="dataset format")
+                      help="scene folder (Blender: transforms_*.json; LLFF: poses_bounds.npy or sparse/0 + images/; "
+                           "nerfstudio / instant-ngp: transforms.json + images/)")
+    data.add_argument("--dataset_name", type=str, default=None, choices=DATASETS,
+                      help="dataset format (default: found from the files in --root_dir: transforms_train.json "
+                           "-> blender, poses_bounds.npy or sparse/ -> llff, transforms.json -> nerfstudio)")
     data.add_argument("--img_wh", nargs=2, type=int, default=[800, 800],
                       help="resolution (width height) the images are resized to")
     data.add_argument("--spheric_poses", "--spheric", dest="spheric_poses", action="store_true", default=False,
-                      help="LLFF: the scene is 360 degrees inward-facing (metric rays, no NDC)")
+                      help="LLFF: the scene is 360 degrees inward-facing (metric rays, no NDC; nerfstudio scenes "
+                           "always are)")
     data.add_argument("--unbounded", action="store_true", default=False,
-                      help="LLFF: a 360-degree capture with a room or landscape behind the object (implies "
+                      help="LLFF, nerfstudio: a 360-degree capture with a room or landscape behind the object (implies "
                            "--spheric_poses): a foreground ball holding the cameras, mip-NeRF 360's contraction "
                            "beyond it, samples linear in depth inside and in disparity outside")
     data.add_argument("--spheric_bounds", default="seed", choices=("seed", "full"),
@@ -46,9 +49,10 @@ def get_parser(description="Train a NeRF (PyTorch Lightning).", training=True):
                       help="LLFF forward-facing (NDC) scenes: the view direction fields see. ndc: the NDC ray "
                            "direction (the seed); world: the unit world-space direction (the original NeRF)")
     data.add_argument("--llff_holdout", type=int, default=8,
-                      help="LLFF: hold out every N-th view for val/test (0: train on all views)")
+                      help="LLFF, nerfstudio (without split lists): hold out every N-th view for val/test "
+                           "(0: train on all views)")
     data.add_argument("--white_back", type=int, default=None, choices=(0, 1),
-                      help="composite on a white background (default: 1 for blender, 0 for llff)")
+                      help="composite on a white background (default: 1 for blender, 0 for llff and nerfstudio)")
 
     model = parser.add_argument_group("model")
     model.add_argument("--N_samples", type=int, default=64, help="number of coarse samples per ray")
@@ -229,8 +233,8 @@ def check_opts(hparams):
         aabb = getattr(hparams, "aabb", None)
         if aabb is not None and not all(lo < hi for lo, hi in zip(aabb[:3], aabb[3:])):
             raise UserError(f"--aabb must be xmin ymin zmin xmax ymax zmax with min < max, got {aabb}")
-    if getattr(hparams, "unbounded", False) and hparams.dataset_name != "llff":
-        raise UserError("--unbounded is for real 360-degree captures (--dataset_name llff); Blender scenes are bounded")
+    if getattr(hparams, "unbounded", False) and hparams.dataset_name == "blender":
+        raise UserError("--unbounded is for real 360-degree captures (llff, nerfstudio); Blender scenes are bounded")
     if hparams.root_dir is None:
         raise UserError("--root_dir is required: the folder of the scene to use")
     return hparams
@@ -253,6 +257,10 @@ def parse_args(parser, argv=None):
 
 
 def get_opts(argv=None):
-    """Parse training flags (``argv=None``: sys.argv), apply the --fast preset, validate."""
+    """Parse training flags (``argv=None``: sys.argv), apply the --fast preset, find the dataset format
+    when --dataset_name is not given, validate."""
+    from datasets import resolve_dataset_name  # here: opt.py stays importable without the readers
+
     hparams, explicit = parse_args(get_parser(), argv)
-    return check_opts(apply_fast_preset(hparams, explicit))
+    hparams = apply_fast_preset(hparams, explicit)
+    return check_opts(resolve_dataset_name(hparams, required=False))  # no folder: reading the scene says so

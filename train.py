@@ -1,6 +1,6 @@
 """Train a NeRF: one LightningModule (``NeRFSystem``) and the Trainer that runs it.
 
-    python train.py --dataset_name blender --root_dir DIR --img_wh 400 400 --N_importance 64 ...
+    python train.py --root_dir DIR --img_wh 400 400 --N_importance 64 ...   (--dataset_name: found from DIR)
 
 Logs go to ``logs/EXP`` (TensorBoard), checkpoints to ``ckpts/EXP`` (best by val PSNR + last).
 """
@@ -276,7 +276,7 @@ def report_last_validation(trainer, hparams, val_ds):
         return
     n, used = len(val_ds), min(len(val_ds), hparams.val_num)
     whole = "all" if used == n else f"{used} evenly spread of the"
-    split = "val" if hparams.dataset_name == "blender" else "test"
+    split = "test" if hparams.dataset_name == "llff" else "val"  # LLFF's val and test are the same views
     print(f"last validation: PSNR {float(metrics['val/psnr']):.2f} dB, SSIM {float(metrics.get('val/ssim', float('nan'))):.4f} "
           f"on {whole} {n} held-out views" + ("" if used == n else f" (all of them: eval.py --split {split})"))
 

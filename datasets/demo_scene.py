@@ -1,6 +1,7 @@
 """A small procedural Blender-format scene, ray-cast by this file (no download, no Blender).
 
     python -m datasets.demo_scene data/demo [--size 128] [--n_train 60] [--opencv K1 K2 P1 P2 | --fisheye K1 K2 K3 K4]
+    python -m datasets.demo_scene data/demo_ns --format nerfstudio [--size 128] [--n_train 60]
 
 Three textured solids (a striped sphere, a checkered box, a ringed cylinder) on a round plinth,
 Lambertian-shaded with a fixed light so colours do not depend on the view, written as RGBA PNGs
@@ -8,6 +9,9 @@ with soft (supersampled) alpha edges, plus ``transforms_{train,val,test}.json`` 
 NeRF exporter writes them. World z is up; the objects fit in [-1, 1]^3 and cameras sit at
 distance 4, so the Blender near/far (2, 6) apply. The test split is a turntable. With a lens
 (``--opencv`` / ``--fisheye``) every view is shot through it and the json names it.
+``--format nerfstudio`` writes the same objects as nerfstudio's ``ns-process-data`` lays a capture out
+instead: one ``transforms.json`` (PINHOLE ``fl_x fl_y cx cy w h``, OpenGL ``transform_matrix``) listing
+``--n_train`` views, RGB photos on a white background in ``images/`` and half-size copies in ``images_2/``.
 """
 import argparse
 import json
@@ -179,11 +183,49 @@ def write_scene(out_dir, size=128, n_train=60, n_val=8, n_test=40, seed=0, disto
     return out_dir
 
 
+def write_nerfstudio_scene(out_dir, size=128, n_frames=60, seed=0, extension=True, distortion=None):
+    """Write the scene as a nerfstudio capture (module doc) of ``n_frames`` views around it. Returns out_dir.
+
+    ``extension=False``: ``file_path`` without ``.png`` (nerfstudio and instant-ngp read both).
+    ``distortion`` (a ``datasets.distortion.Distortion``): every photo is shot through that lens and
+    the json names it (``camera_model`` OPENCV with ``k1 k2 p1 p2``, or OPENCV_FISHEYE with ``k1..k4``)."""
+    rng = np.random.default_rng(seed)
+    focal = 0.5 * size / np.tan(0.5 * CAMERA_ANGLE_X)
+    half = max(1, size // 2)
+    for folder in ("images", "images_2"):
+        os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
+    frames = []
+    for i in range(n_frames):
+        c2w = look_at_pose(rng.uniform(0, 2 * np.pi), np.arcsin(rng.uniform(0.05, 0.95)))
+        rgba = render(c2w, size, distortion=distortion).astype(np.float64) / 255
+        rgb = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])  # photos: composited on white
+        bgr = cv2.cvtColor((rgb * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR)
+        name = f"frame_{i + 1:05d}.png"
+        cv2.imwrite(os.path.join(out_dir, "images", name), bgr)
+        small = cv2.resize(bgr, (half, half), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(os.path.join(out_dir, "images_2", name), small)
+        frames.append({"file_path": f"images/{name if extension else name[:-4]}", "transform_matrix": c2w.tolist()})
+    meta = {"camera_model": "PINHOLE", "fl_x": focal, "fl_y": focal, "cx": size / 2, "cy": size / 2,
+            "w": size, "h": size, "frames": frames}
+    if distortion is not None and distortion.model == "fisheye":
+        meta.update(camera_model="OPENCV_FISHEYE", **dict(zip(("k1", "k2", "k3", "k4"), distortion.params.tolist())))
+    elif distortion is not None:
+        if distortion.params[4:].any():
+            raise ValueError("a nerfstudio OPENCV camera holds k1 k2 p1 p2 only")
+        meta.update(camera_model="OPENCV", **dict(zip(("k1", "k2", "p1", "p2"), distortion.params[:4].tolist())))
+    with open(os.path.join(out_dir, "transforms.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    return out_dir
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("out_dir", help="folder to write the scene into")
     parser.add_argument("--size", type=int, default=128, help="image width and height")
     parser.add_argument("--n_train", type=int, default=60, help="training views")
+    parser.add_argument("--format", default="blender", choices=("blender", "nerfstudio"),
+                        help="layout: Blender's transforms_{train,val,test}.json, or nerfstudio's one transforms.json "
+                             "(--n_train views in all)")
     parser.add_argument("--force", action="store_true", help="rewrite an existing scene")
     lens = parser.add_mutually_exclusive_group()
     lens.add_argument("--opencv", type=float, nargs=4, metavar=("K1", "K2", "P1", "P2"),
@@ -191,12 +233,16 @@ def main():
     lens.add_argument("--fisheye", type=float, nargs=4, metavar=("K1", "K2", "K3", "K4"),
                       help="shoot every view through this OpenCV fisheye lens (angle-proportional: 0 0 0 0)")
     args = parser.parse_args()
-    if os.path.isfile(os.path.join(args.out_dir, "transforms_test.json")) and not args.force:
+    marker = "transforms_test.json" if args.format == "blender" else "transforms.json"
+    if os.path.isfile(os.path.join(args.out_dir, marker)) and not args.force:
         print(f"demo scene already in {args.out_dir}")
         return
     lens = (make_distortion("opencv", args.opencv) if args.opencv is not None
             else make_distortion("fisheye", args.fisheye) if args.fisheye is not None else None)
-    write_scene(args.out_dir, args.size, args.n_train, distortion=lens)
+    if args.format == "nerfstudio":
+        write_nerfstudio_scene(args.out_dir, args.size, args.n_train, distortion=lens)
+    else:
+        write_scene(args.out_dir, args.size, args.n_train, distortion=lens)
     print(f"demo scene written to {args.out_dir}")
 
 

@@ -205,16 +205,26 @@ class LLFFDataset(BaseDataset):
     renders ``path`` in the same frame.
     """
 
+    metric_rays = False  # True: never NDC (formats whose captures walk around an object)
+
+    def read_capture(self):
+        """The scene's ``Capture`` (a subclass reads another format into the same record)."""
+        return read_capture(self.root_dir)
+
+    def split_indices(self, capture, split, holdout):
+        """Indices into ``capture`` of the images of ``split`` (not called for ``path``)."""
+        return split_indices(len(capture.poses), split, holdout)
+
     def read_meta(self, split, white_back=False, spheric_poses=False, holdout=8, unbounded=False,
                   spheric_bounds="seed", ndc_viewdirs="ndc", **_):
         if split not in SPLITS:
             raise UserError(f"unknown split '{split}' for an LLFF scene: choose one of {', '.join(SPLITS)}")
         if holdout < 0:
             raise UserError(f"--llff_holdout must be >= 0, got {holdout}")
-        capture = read_capture(self.root_dir)
+        capture = self.read_capture()
         self.white_back = bool(white_back)
         self.unbounded = bool(unbounded)
-        self.spheric = bool(spheric_poses) or self.unbounded
+        self.spheric = bool(spheric_poses) or self.unbounded or self.metric_rays
         K = scaled_intrinsics(capture, self.img_wh)  # (N, 3, 3): BaseDataset keeps one when all agree
 
         # LLFF [down, right, back] -> ours [right, up, back]
@@ -245,9 +255,9 @@ class LLFFDataset(BaseDataset):
 
         if split == "path":  # the mean camera
             self.poses, self.rgbs = self.render_path(poses, bounds).astype(np.float32), None
-            self.K = K.mean(0)
+            self.K, self.distortion = K.mean(0), None  # render paths use pinhole cameras
             return
-        idx = split_indices(len(poses), split, holdout)
+        idx = self.split_indices(capture, split, holdout)
         self.poses, self.K = poses[idx].astype(np.float32), K[idx]
         self.distortion = [capture.lenses[i] for i in idx] if capture.lenses else None  # the path stays pinhole
         paths = [capture.paths[i] for i in idx]

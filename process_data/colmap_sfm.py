@@ -1,13 +1,16 @@
 """Camera poses from a folder of photos with pycolmap (CPU): the work behind ``imgs2poses.py``.
 
 Stages: SIFT features -> matching (exhaustive for small sets, sequential for ordered frames of a
-walk or a video) -> incremental mapping -> ``SCENE/sparse/0`` (COLMAP binary model) and
+walk or a video) -> incremental mapping -> ``SCENE/sparse/0`` (COLMAP binary model),
 ``SCENE/poses_bounds.npy`` (LLFF rows sorted by image name, near/far from the depths of the
-points each image sees). Everything is built in a work folder inside ``SCENE`` and moved into
-place only when it all succeeded, so a failure leaves the scene as it was.
+points each image sees) and ``SCENE/transforms.json`` + ``SCENE/sparse_pc.ply`` (nerfstudio's
+format, ``process_data.nerfstudio_json``: for nerfstudio, instant-ngp and splatting trainers).
+Everything is built in a work folder inside ``SCENE`` and moved into place only when it all
+succeeded, so a failure leaves the scene as it was.
 
 Written against pycolmap 4.2 (its option classes changed a lot between versions).
 """
+import json
 import os
 import shutil
 import tempfile
@@ -18,6 +21,7 @@ import numpy as np
 
 from datasets.colmap import model_to_poses_bounds, read_model
 from datasets.image_utils import common_size, list_images, same_aspect
+from process_data.nerfstudio_json import PLY_NAME, model_to_transforms, write_points_ply
 from utils.errors import UserError
 
 EXHAUSTIVE_MAX_IMAGES = 40  # "auto" matcher: all pairs up to this many images, neighbours beyond
@@ -27,6 +31,7 @@ MIN_REGISTERED = 0.8  # below this share of registered photos the run fails; abo
 # (datasets.distortion), so the photos are used as they are
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE")
 DEFAULT_PEAK_THRESHOLD = 0.02 / 3  # SIFT's default (0.02 / octave_resolution)
+STAGED_FILES = ("poses_bounds.npy", "transforms.json", PLY_NAME)  # written beside sparse/0, all or none
 
 
 class UnregisteredError(UserError):
@@ -57,9 +62,9 @@ def check_inputs(scene_dir, overwrite):
 
 
 def check_outputs(scene_dir, overwrite):
-    """UserError when ``sparse/0`` or ``poses_bounds.npy`` exist without ``overwrite``, or the
-    scene folder is not writable."""
-    outputs = [os.path.join(scene_dir, "sparse", "0"), os.path.join(scene_dir, "poses_bounds.npy")]
+    """UserError when ``sparse/0``, ``poses_bounds.npy``, ``transforms.json`` or ``sparse_pc.ply`` exist
+    without ``overwrite``, or the scene folder is not writable."""
+    outputs = [os.path.join(scene_dir, "sparse", "0")] + [os.path.join(scene_dir, f) for f in STAGED_FILES]
     existing = [o for o in outputs if os.path.exists(o)]
     if existing and not overwrite:
         raise UserError(f"{' and '.join(existing)} already exist(s): pass --overwrite to replace them")
@@ -202,19 +207,23 @@ def imgs2poses(scene_dir, matcher="auto", downscale=1.0, overwrite=False, camera
         staged = os.path.join(work, "sparse", "0")
         os.makedirs(staged)
         rec.write_binary(staged)
-        poses_bounds, _ = model_to_poses_bounds(*read_model(staged))
+        cameras, images, points = read_model(staged)
+        poses_bounds, _ = model_to_poses_bounds(cameras, images, points)
         if not missing:  # poses_bounds.npy must pair with images/ one to one
             np.save(os.path.join(work, "poses_bounds.npy"), poses_bounds)
+        with open(os.path.join(work, "transforms.json"), "w") as f:  # lists the registered images only
+            json.dump(model_to_transforms(cameras, images), f, indent=1)
+        write_points_ply(os.path.join(work, PLY_NAME), points)
         move_into_place(work, scene_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     sparse = os.path.join(scene_dir, "sparse", "0")
     if missing:
         log(f"warning: {len(missing)} of {len(names)} images did not register and will be skipped: {listed}")
-        log(f"wrote {sparse} ({len(done)} images, {rec.num_points3D()} points); no poses_bounds.npy, which "
-            "must list every photo: train.py reads sparse/0 directly")
+        log(f"wrote {sparse} and transforms.json ({len(done)} images, {rec.num_points3D()} points); no "
+            "poses_bounds.npy, which must list every photo: train.py reads sparse/0 directly")
     else:
-        log(f"wrote {sparse} and {os.path.join(scene_dir, 'poses_bounds.npy')} "
+        log(f"wrote {sparse}, {os.path.join(scene_dir, 'poses_bounds.npy')} and transforms.json "
             f"({len(names)} images, {rec.num_points3D()} points)")
     log(training_hint(scene_dir, poses_bounds, size))
     return poses_bounds
@@ -254,15 +263,16 @@ def training_hint(scene_dir, poses_bounds, size):
 
 
 def move_into_place(work, scene_dir):
-    """Replace ``scene/sparse/0`` and ``scene/poses_bounds.npy`` by the staged ones (same filesystem);
-    an old ``poses_bounds.npy`` goes when none was staged (it would shadow the new model)."""
+    """Replace ``scene/sparse/0`` and the ``STAGED_FILES`` by the staged ones (same filesystem); an old
+    file goes when none was staged (an old ``poses_bounds.npy`` would shadow the new model)."""
     target = os.path.join(scene_dir, "sparse", "0")
     if os.path.isdir(target):
         shutil.rmtree(target)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     os.replace(os.path.join(work, "sparse", "0"), target)
-    staged, final = os.path.join(work, "poses_bounds.npy"), os.path.join(scene_dir, "poses_bounds.npy")
-    if os.path.isfile(staged):
-        os.replace(staged, final)
-    elif os.path.isfile(final):
-        os.remove(final)
+    for name in STAGED_FILES:
+        staged, final = os.path.join(work, name), os.path.join(scene_dir, name)
+        if os.path.isfile(staged):
+            os.replace(staged, final)
+        elif os.path.isfile(final):
+            os.remove(final)

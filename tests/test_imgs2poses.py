@@ -4,16 +4,19 @@ A handful of neighbouring beer photos (SfM on 2x downscaled copies, about 20-30 
 must register and give camera centres that match the shipped poses (computed from all 71 photos
 at full resolution) up to a similarity transform.
 """
+import json
 import os
 import shutil
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from conftest import run_script
 from datasets.colmap import camera_intrinsics, qvec_to_rotmat, read_model
 from datasets.llff import LLFFDataset
+from datasets.nerfstudio import NerfstudioDataset
 
 pytest.importorskip("pycolmap")
 
@@ -54,7 +57,7 @@ def beer_subset(beer_dir, tmp_path_factory):
 
 def test_subset_registers_and_matches_the_capture(beer_dir, beer_subset):
     scene, proc = beer_subset
-    for stage in ("[1/3]", "[2/3] exhaustive", "[3/3]", "wrote"):
+    for stage in ("[1/3]", "[2/3] exhaustive", "[3/3]", "wrote", "transforms.json"):
         assert stage in proc.stdout
     assert not [p for p in os.listdir(scene) if p.startswith(".imgs2poses")]  # work folder removed
     ours = np.load(scene / "poses_bounds.npy")
@@ -99,6 +102,47 @@ def test_written_model_is_consistent_at_full_resolution(beer_subset):
     assert len(ds.poses) == 6
 
 
+def test_transforms_json_gives_the_rays_of_sparse0(beer_subset, tmp_path):
+    """The transforms.json written beside sparse/0 (nerfstudio's format) read back by the nerfstudio
+    reader: the same images, intrinsics, distortion and rays as the LLFF reader gets from sparse/0."""
+    scene, _ = beer_subset
+    meta = json.loads((scene / "transforms.json").read_text())
+    cameras, images, _ = read_model(str(scene / "sparse" / "0"))
+    f, cx, cy, k = cameras[1].params
+    assert meta["camera_model"] == "OPENCV" and (meta["w"], meta["h"]) == (720, 1280)  # SIMPLE_RADIAL's k as k1
+    assert (meta["fl_x"], meta["fl_y"], meta["cx"], meta["cy"], meta["k1"], meta["k2"], meta["p1"], meta["p2"]) == \
+        (f, f, cx, cy, k, 0, 0, 0)
+    assert [fr["file_path"] for fr in meta["frames"]] == [f"images/{n}" for n in SUBSET]
+    assert meta["ply_file_path"] == "sparse_pc.ply" and (scene / "sparse_pc.ply").is_file()
+
+    colmap_only = tmp_path / "colmap_only"  # sparse/0 without poses_bounds.npy: the LLFF reader reads the model
+    shutil.copytree(scene / "images", colmap_only / "images")
+    shutil.copytree(scene / "sparse", colmap_only / "sparse")
+    for unbounded in (True, False):
+        kw = dict(split="train", img_wh=(36, 64), holdout=0, unbounded=unbounded, spheric_poses=True)
+        ref, ours = LLFFDataset(str(colmap_only), **kw), NerfstudioDataset(str(scene), **kw)
+        assert ours.image_names == ref.image_names == [f"images/{n}" for n in SUBSET]
+        np.testing.assert_allclose(ours.Ks, ref.Ks, rtol=1e-6)
+        assert all(d.model == "opencv" and d.params.tolist() == [k, 0, 0, 0, 0, 0, 0, 0] for d in ours.distortion)
+        for i in range(len(SUBSET)):
+            a, b = ref.rays(i), ours.rays(i)
+            if unbounded:  # the same normalization (the ball around the cameras): the same rays
+                assert torch.allclose(a.origins, b.origins, atol=1e-4)
+                assert torch.allclose(a.directions, b.directions, atol=1e-5)
+            else:  # scaled by different depth bounds: the same rays in COLMAP's world
+                back, json_to_colmap = [], np.linalg.inv(np.vstack([meta["applied_transform"], [0, 0, 0, 1]]))
+                for ds, r, to_colmap in ((ref, a, np.eye(4)), (ours, b, json_to_colmap)):
+                    m = to_colmap @ np.linalg.inv(ds.world_to_scene)
+                    d = r.directions.numpy() @ m[:3, :3].T
+                    back.append((r.origins.numpy() @ m[:3, :3].T + m[:3, 3], d / np.linalg.norm(d, axis=1, keepdims=True)))
+                np.testing.assert_allclose(back[0][0], back[1][0], atol=1e-4)
+                np.testing.assert_allclose(back[0][1], back[1][1], atol=1e-5)
+        if not unbounded:  # depth bounds from the points in each view vs from the points each image observes
+            ratio = ours.near / ref.near * np.cbrt(np.linalg.det(ref.world_to_scene[:3, :3]) /
+                                                   np.linalg.det(ours.world_to_scene[:3, :3]))
+            assert 0.5 < ratio < 1.5, ratio
+
+
 def bad_run(scene, *args, fresh=True):
     proc = run_script("imgs2poses.py", scene, *args, check=False, timeout=600)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
@@ -106,6 +150,7 @@ def bad_run(scene, *args, fresh=True):
     assert len(lines) == 1, proc.stderr[-2000:]
     if fresh:  # nothing written
         assert not (scene / "sparse").exists() and not (scene / "poses_bounds.npy").exists()
+        assert not (scene / "transforms.json").exists()
     assert not [p for p in os.listdir(scene) if p.startswith(".imgs2poses")]
     return lines[0]
 
@@ -144,6 +189,8 @@ def test_unregistered_images_are_named(beer_dir, tmp_path):
     proc = run_script("imgs2poses.py", scene, "--downscale", 2, "--overwrite")
     assert "did not register and will be skipped: zz_noise.jpg" in proc.stdout
     assert not (scene / "poses_bounds.npy").exists()
+    assert [fr["file_path"] for fr in json.loads((scene / "transforms.json").read_text())["frames"]] == \
+        [f"images/{n}" for n in SUBSET[:5]]  # the registered photos only
     ds = LLFFDataset(str(scene), split="train", img_wh=(36, 64), spheric_poses=True, holdout=0)
     assert ds.image_names == [f"images/{n}" for n in SUBSET[:5]]
 
@@ -153,3 +200,4 @@ def test_unregistered_images_are_named(beer_dir, tmp_path):
     line = bad_run(scene, "--downscale", 2, "--overwrite", fresh=False)
     assert "only 5 of 8 images registered" in line and "zz_noise1.jpg" in line
     assert (scene / "sparse" / "0" / "images.bin").read_bytes() == model  # untouched
+    assert len(json.loads((scene / "transforms.json").read_text())["frames"]) == 5

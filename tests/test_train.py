@@ -141,7 +141,7 @@ def _bad(tmp_path, *args):
     (["--weight_decay", "-1"], "--weight_decay must be >= 0"), (["--max_steps", "0"], "--max_steps must be positive"),
     (["--max_time", "soon"], "--max_time soon is not a duration"), (["--max_time", "0"], "--max_time 0 is not"),
     (["--max_time", "00:15:00"], "DD:HH:MM:SS"),
-    (["--unbounded"], "--unbounded is for real 360-degree captures"),  # on a Blender scene (the default)
+    (["--unbounded", "--dataset_name", "blender"], "--unbounded is for real 360-degree captures"),
 ])
 def test_bad_training_flags_are_named(flags, expect):
     with pytest.raises(UserError, match=expect):

@@ -148,7 +148,8 @@ def bad_video_run(scene, *args):
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1, proc.stderr[-2000:]
     if os.path.isdir(scene):
-        left = [p for p in os.listdir(scene) if p in ("images", "sparse", "poses_bounds.npy") or p.startswith(".")]
+        outputs = ("images", "sparse", "poses_bounds.npy", "transforms.json", "sparse_pc.ply")
+        left = [p for p in os.listdir(scene) if p in outputs or p.startswith(".")]
         assert not left, left
     return lines[0]
 
@@ -227,7 +228,8 @@ def test_phone_clip_to_poses(beer_dir, tmp_path):
     for stage in ("(stored 640x360, shown turned 90 degrees clockwise)", "[video 1/2] reading and scoring",
                   "[video 2/2] writing frames", "[2/3] sequential matching", "[3/3]", "wrote"):
         assert stage in proc.stdout + proc.stderr, stage
-    assert sorted(os.listdir(scene)) == ["images", "poses_bounds.npy", "sparse"]  # no staging left
+    # no staging left
+    assert sorted(os.listdir(scene)) == ["images", "poses_bounds.npy", "sparse", "sparse_pc.ply", "transforms.json"]
     names, frames = read_jpgs(scene / "images")
     assert names == [f"frame_{k:05d}.jpg" for k in range(1, 11)]
     assert max(mad(f, s) for f, s in zip(frames, src)) < 6

@@ -2,6 +2,7 @@
 import os
 from argparse import Namespace
 
+from datasets import resolve_dataset_name
 from opt import check_opts, get_parser
 from models import load_model
 from utils.device import pick_device
@@ -37,6 +38,9 @@ def build_viewer(args, explicit):
     mesh = load_mesh(args.mesh) if args.mesh else None
     device = pick_device(args.device)
     fields, h, ckpt = load_model(args, explicit, device)
+    if resolve_dataset_name(h, required=False).dataset_name is None:  # a model file without flags
+        raise UserError(f"{h.ckpt_path} does not say which scene format it was trained on: give --root_dir "
+                        "(the scene folder tells it) or --dataset_name")
     check_opts(Namespace(**{**vars(h), "root_dir": h.root_dir or "(from the checkpoint)"}))
     scene = scene_cameras(h, ckpt)
     root_name = os.path.basename(os.path.abspath(h.root_dir)) if h.root_dir else ""
