@@ -120,6 +120,19 @@ def get_parser(description="Train a NeRF (PyTorch Lightning).", training=True):
                            help="with --ckpt_path: weights whose names start with these are not loaded; "
                                 "any prefix other than 'loss' loads weights only and starts a new run")
 
+        cams = parser.add_argument_group("camera refinement")
+        cams.add_argument("--optimize_cameras", action="store_true", default=False,
+                          help="learn a pose correction per training image (SO(3) x R^3 in the camera's frame) "
+                               "with the field: for poses from video or photos, which are never exact. eval.py "
+                               "then aligns each held-out view's pose (its 6 numbers only, the field frozen) "
+                               "before scoring it, and metrics.json says so")
+        cams.add_argument("--camera_lr", type=float, default=1e-3,
+                          help="--optimize_cameras: learning rate of the pose corrections (decays with --lr's schedule)")
+        cams.add_argument("--camera_c2f", type=float, default=0.3,
+                          help="--optimize_cameras with --fast: share of the run over which the hash grid's fine "
+                               "levels fade in (coarse to fine, as BARF), so poses settle before fine detail can "
+                               "absorb their error; 0: all levels from the start")
+
         optim = parser.add_argument_group("optimizer")
         optim.add_argument("--optimizer", type=str, default="adam", choices=("sgd", "adam", "radam", "ranger"),
                            help="optimizer")
@@ -215,6 +228,11 @@ def check_opts(hparams):
         raise UserError("--N_samples must be at least 2")
     if getattr(hparams, "lr", 1) is not None and getattr(hparams, "lr", 1) <= 0:
         raise UserError(f"--lr must be positive, got {hparams.lr}")
+    if getattr(hparams, "optimize_cameras", False):
+        if not getattr(hparams, "camera_lr", 1) > 0:
+            raise UserError(f"--camera_lr must be positive, got {hparams.camera_lr}")
+        if not 0 <= getattr(hparams, "camera_c2f", 0) < 1:
+            raise UserError(f"--camera_c2f must be a share of the run in [0, 1), got {hparams.camera_c2f}")
     for name in ["weight_decay", "momentum"]:
         value = getattr(hparams, name, None)
         if value is not None and value < 0:

@@ -19,6 +19,7 @@ from datasets.base import RayBatchSampler
 
 # models
 from models import build_fields, setup_fast_path
+from models.camera_opt import PoseCorrection, level_weights
 from models.rendering import final_level, render_chunked, render_rays, train_render_kwargs
 
 # optimizer, checkpoints
@@ -55,6 +56,8 @@ class NeRFSystem(pl.LightningModule):
             self.nerf_fine = fields["fine"]
         if "occupancy" in fields:  # fast path
             self.occupancy = fields["occupancy"]
+        if self.hparams.get("optimize_cameras"):  # kept apart from the fields: only training uses it
+            self.camera_opt = PoseCorrection(self.hparams["n_train_images"])
         self.loss = loss_dict[self.hparams.get("loss_type", "mse")]()
         self.train_dataset, self.val_dataset = train_dataset, val_dataset
         self.train_sampler = None
@@ -79,7 +82,9 @@ class NeRFSystem(pl.LightningModule):
             self.val_dataset = make_dataset(Namespace(**self.hparams), "val")
 
     def configure_optimizers(self):
-        optimizer = get_optimizer(self.hparams, list(self.fields.values()))
+        cams = [{"params": list(self.camera_opt.parameters()), "lr": self.hparams.camera_lr, "weight_decay": 0.0}] \
+            if self.hparams.get("optimize_cameras") else []
+        optimizer = get_optimizer(self.hparams, list(self.fields.values()), extra_groups=cams)
         scheduler = get_scheduler(self.hparams, optimizer, time_fraction=self.time_fraction)
         interval = "step" if self.hparams.get("fast") else "epoch"  # the fast path decays per step
         return [optimizer], [{"scheduler": scheduler, "interval": interval}]
@@ -93,12 +98,24 @@ class NeRFSystem(pl.LightningModule):
         elapsed = timer.time_elapsed("train")
         return elapsed / (elapsed + timer.time_remaining("train"))
 
+    def progress(self):
+        """Share of the run done: the larger of the steps' share and the time budget's."""
+        total = self.trainer.estimated_stepping_batches
+        steps = self.global_step / total if 0 < total < float("inf") else 0.0
+        return max(steps, self.time_fraction())
+
+    @property
+    def rays_in_step(self):
+        """True when the training step builds its rays from ray indices (fast path, camera refinement)."""
+        return bool(self.hparams.get("fast") or self.hparams.get("optimize_cameras"))
+
     def train_dataloader(self):
         self.train_sampler = RayBatchSampler(self.train_dataset.n_rays, self.hparams.batch_size,
                                              seed=self.hparams.seed, rank=self.global_rank,
                                              world_size=self.trainer.world_size)
-        # the fast path keeps the images on the device: the loader then only yields ray indices
-        source = IndexBatches() if self.hparams.get("fast") else self.train_dataset
+        # the fast path keeps the images on the device: the loader then only yields ray indices (so does
+        # camera refinement: rays are built from the corrected poses inside the step)
+        source = IndexBatches() if self.rays_in_step else self.train_dataset
         # own generators: creating a loader's iterator then draws no number from the global stream,
         # which the training steps alone consume (so resuming reproduces it, see on_train_start)
         return DataLoader(source, sampler=self.train_sampler, batch_size=None, generator=torch.Generator(),
@@ -113,7 +130,7 @@ class NeRFSystem(pl.LightningModule):
                           generator=torch.Generator())
 
     def on_fit_start(self):
-        if self.hparams.get("fast"):
+        if self.rays_in_step:
             self.train_dataset.to(self.device)
 
     def on_train_start(self):
@@ -138,8 +155,13 @@ class NeRFSystem(pl.LightningModule):
         self._rng_to_restore = checkpoint.get("rng_state")  # applied in on_train_start, after setup
 
     def training_step(self, batch, batch_idx):
+        cams = self.hparams.get("optimize_cameras")
+        if self.rays_in_step:
+            batch = self.train_dataset.ray_batch(batch.to(self.device), pose_fn=self.camera_opt if cams else None)
+        if cams and self.hparams.get("fast"):  # coarse to fine while the poses settle
+            weights = level_weights(self.progress(), self.nerf_coarse.encoding.n_levels, end=self.hparams.camera_c2f)
+            self.nerf_coarse.set_level_weights(weights)
         if self.hparams.get("fast"):
-            batch = self.train_dataset[batch.to(self.device)]
             self.occupancy.update(self.global_step, self.nerf_coarse.query_density)
         results = render_rays(self.fields, batch["rays"], **self.render_kwargs(train=True))
         loss = self.loss(results, batch["rgbs"])
@@ -151,6 +173,10 @@ class NeRFSystem(pl.LightningModule):
         self.log("lr", get_learning_rate(self.optimizers().optimizer))
         if "n_samples" in results:
             self.log("train/samples_per_ray", results["n_samples"].float() / n)
+        if cams:
+            rot, trans = self.camera_opt.magnitudes()
+            self.log("train/camera_rotation_deg", rot)
+            self.log("train/camera_translation", trans)
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):

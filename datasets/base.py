@@ -152,13 +152,15 @@ class BaseDataset(Dataset):
             raise TypeError("the train split is indexed by batches of rays: use RayBatchSampler")
         return len(self.poses)
 
-    def rays(self, img_idx, pix_idx=None):
+    def rays(self, img_idx, pix_idx=None, c2w=None):
         """Rays through pixels of one or several images.
 
         Args:
             img_idx: an image index, or a ``LongTensor`` ``(N_rays,)`` of image indices.
             pix_idx: ``LongTensor`` ``(N_rays,)`` of flat pixel indices (``v * W + u``);
                 None: every pixel of image ``img_idx``, row by row.
+            c2w: the camera(s) to use instead of ``self.poses[img_idx]``: ``(3, 4)`` or
+                ``(N_rays, 3, 4)`` (refined poses, ``models.camera_opt``; gradients flow to them).
         Returns:
             ``Rays`` of N_rays (H*W for a whole image). In the train split ``image`` holds each
             ray's image index (the training image whose appearance code colours it); other splits
@@ -169,7 +171,7 @@ class BaseDataset(Dataset):
             dirs = self.directions[cam] if pix_idx is None else self.directions[cam, pix_idx]
         else:
             dirs = self.directions if pix_idx is None else self.directions[pix_idx]  # (N_rays, 3)
-        c2w = self.poses[img_idx]  # (3, 4) or (N_rays, 3, 4)
+        c2w = self.poses[img_idx] if c2w is None else c2w  # (3, 4) or (N_rays, 3, 4)
         rays_o, rays_d = get_rays(dirs, c2w)
         viewdirs = None
         if self.ndc:
@@ -184,14 +186,21 @@ class BaseDataset(Dataset):
 
     def __getitem__(self, idx):
         if self.split == "train":
-            # idx: (batch,) flat indices into all pixels of all training images
-            W, H = self.img_wh
-            img_idx, pix_idx = idx // (W * H), idx % (W * H)
-            return {"rays": self.rays(img_idx, pix_idx), "rgbs": self.rgbs[img_idx, pix_idx]}
+            return self.ray_batch(idx)
         sample = {"rays": self.rays(idx), "img_idx": idx}
         if self.rgbs is not None:
             sample["rgbs"] = self.rgbs[idx]  # (H*W, 3)
         return sample
+
+
+    def ray_batch(self, idx, pose_fn=None):
+        """A training batch: ``idx`` ``(B,)`` flat indices into all pixels of all training images ->
+        ``{"rays": Rays, "rgbs": (B, 3)}``. ``pose_fn(c2w (B, 3, 4), image (B,))`` -> ``(B, 3, 4)``:
+        cameras to use instead of the poses read (``--optimize_cameras``)."""
+        W, H = self.img_wh
+        img_idx, pix_idx = idx // (W * H), idx % (W * H)
+        c2w = None if pose_fn is None else pose_fn(self.poses[img_idx], img_idx)
+        return {"rays": self.rays(img_idx, pix_idx, c2w=c2w), "rgbs": self.rgbs[img_idx, pix_idx]}
 
 
 class RayBatchSampler(Sampler):

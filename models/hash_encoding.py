@@ -20,23 +20,30 @@ class _Interpolate(torch.autograd.Function):
     """Weighted sum of table rows, ``out[b] = sum_c w[b, c] * table[idx[b, c]]``, for the 8 corners
     of a cell. The forward is one ``embedding_bag`` (gather and sum in a single kernel, without the
     ``(B, 8, F)`` intermediate); the backward a plain ``index_add_`` (on the CPU several times faster
-    than the sort-based backward of ``embedding`` / advanced indexing). No gradient reaches the
-    weights: the points are not optimized."""
+    than the sort-based backward of ``embedding`` / advanced indexing). The weights get a gradient
+    only when they need one (the points move: camera refinement), so training the field alone
+    never pays for the ``(B, 8, F)`` gather that takes."""
 
     @staticmethod
     def forward(ctx, table, idx, w):
         ctx.save_for_backward(idx, w)
         ctx.n_rows = table.shape[0]
+        ctx.table = table if w.requires_grad else None
         return F.embedding_bag(idx, table, per_sample_weights=w.to(table.dtype), mode="sum")  # (B, F)
 
     @staticmethod
     def backward(ctx, grad):
         idx, w = ctx.saved_tensors
-        rows = (w.to(grad.dtype)[:, :, None] * grad[:, None, :]).reshape(-1, grad.shape[-1])  # (B * 8, F)
-        grad_table = grad.new_zeros(ctx.n_rows, grad.shape[-1])
-        # int64 indices: index_add_ takes a much slower path with int32 ones
-        grad_table.index_add_(0, idx.reshape(-1).long(), rows)
-        return grad_table, None, None
+        grad_table = grad_w = None
+        if ctx.needs_input_grad[0]:
+            rows = (w.to(grad.dtype)[:, :, None] * grad[:, None, :]).reshape(-1, grad.shape[-1])  # (B * 8, F)
+            grad_table = grad.new_zeros(ctx.n_rows, grad.shape[-1])
+            # int64 indices: index_add_ takes a much slower path with int32 ones
+            grad_table.index_add_(0, idx.reshape(-1).long(), rows)
+        if ctx.needs_input_grad[2]:  # d out[b] / d w[b, c] = table[idx[b, c]]
+            corners = ctx.table.detach()[idx.long()].float()  # (B, 8, F)
+            grad_w = (corners * grad.float()[:, None, :]).sum(-1).to(w.dtype)
+        return grad_table, None, grad_w
 
 
 class HashEncoding(nn.Module):

@@ -54,13 +54,23 @@ class NGPField(AppearanceCodes, nn.Module):
                                          nn.Linear(width, 1 + geo_features))
         self.dir_encoding = SHEncoding()
         n_color_in = geo_features + self.dir_encoding.out_channels + self.appearance_dim
+        self.level_scale = None  # (n_levels * n_features,) or None: see set_level_weights
         self.color_mlp = nn.Sequential(nn.Linear(n_color_in, width), nn.ReLU(True),
                                        nn.Linear(width, width), nn.ReLU(True), nn.Linear(width, 3), nn.Sigmoid())
+
+    def set_level_weights(self, weights):
+        """Scale each hash level's features by ``weights`` ``(n_levels,)`` (coarse-to-fine training with
+        camera refinement, ``models.camera_opt.level_weights``); None: every level as it is."""
+        self.level_scale = None if weights is None else \
+            weights.to(self.encoding.table.device).repeat_interleave(self.encoding.n_features)
 
     def _density_and_features(self, x):
         if self.contract:
             x = contract_points(x)
-        h = self.density_mlp(self.encoding(x))
+        feats = self.encoding(x)
+        if self.level_scale is not None:
+            feats = feats * self.level_scale.to(feats.dtype)
+        h = self.density_mlp(feats)
         aabb = self.encoding.aabb
         inside = ((x >= aabb[0]) & (x <= aabb[1])).all(-1)
         sigma = trunc_exp(h[:, 0].float()) * inside

@@ -68,9 +68,12 @@ def get_parameters(models):
     return [p for m in models for p in m.parameters() if p.requires_grad]
 
 
-def get_optimizer(hparams, models):
-    """``--optimizer`` sgd | adam | radam | ranger with ``--lr``, ``--momentum``, ``--weight_decay``."""
+def get_optimizer(hparams, models, extra_groups=()):
+    """``--optimizer`` sgd | adam | radam | ranger with ``--lr``, ``--momentum``, ``--weight_decay``.
+    ``extra_groups``: parameter groups with options of their own (e.g. the pose corrections' lr)."""
     params, eps = get_parameters(models), 1e-8
+    if extra_groups:
+        params = [{"params": params}, *extra_groups]
     name = hparams.optimizer
     if getattr(hparams, "fast", False) and name == "adam":  # Instant-NGP's settings for hash tables
         return Adam(params, lr=hparams.lr, eps=1e-15, betas=(0.9, 0.99), weight_decay=hparams.weight_decay)
