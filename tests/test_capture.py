@@ -1,0 +1,326 @@
+"""capture.py: a phone clip to a model, held-out scores, a circle video, a mesh and report.html in
+one command; resumable after ``kill -9``; bad input refused in one line with nothing left behind;
+the report in headless Chromium; ``make capture``; the atomic outputs of eval.py and imgs2poses.py.
+
+The clip: 20 neighbouring beer photos at 270x480 as a phone's portrait clip (stored landscape with a
+rotation tag), made with test_video's helpers. The end-to-end run trains with tiny grids passed
+through to train.py (TINY_FAST), so that even a barely trained model renders its 120-frame circle
+quickly on 2 CPU cores.
+"""
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_script
+from test_video import beer_frames, stored_as, write_clip
+
+# through to train.py: small grids and few march steps (renders of an early model stay cheap)
+TINY_FAST = ["--march_steps", "64", "--grid_resolution", "32", "--hash_levels", "4", "--hash_log2_size", "12",
+             "--hash_max_res", "64"]
+MINUTES = 2.5
+
+
+@pytest.fixture(scope="module")
+def walk_clip(beer_dir, tmp_path_factory):
+    """20 frames of a walk around the beer bottle (about 140 degrees), portrait, 270x480."""
+    path = tmp_path_factory.mktemp("clips") / "walk.mp4"
+    return write_clip(path, [stored_as(f, -90) for f in beer_frames(beer_dir, range(20, 40), size=(270, 480))], -90)
+
+
+def capture_args(clip, out, *more):
+    return [clip, "--out", out, "--minutes", MINUTES, "--num_frames", 20, *more, *TINY_FAST]
+
+
+class Links(HTMLParser):
+    """The src/href values of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.links = []
+
+    def handle_starttag(self, tag, attrs):
+        self.links += [v for k, v in attrs if k in ("src", "href", "poster")]
+
+
+def mean_image_psnr(scene, names, size):
+    """PSNR of the mean training image against the held-out views: what a model that learnt nothing
+    of the geometry scores."""
+    from datasets.image_utils import list_images, read_image
+
+    paths = list_images(os.path.join(scene, "images"))
+    held = {os.path.join(scene, n) for n in names}
+    train = np.stack([read_image(p, size) for p in paths if p not in held]).mean(0)
+    mse = np.mean([np.mean((read_image(os.path.join(scene, n), size) - train) ** 2) for n in names])
+    return float(-10 * np.log10(mse))
+
+
+@pytest.fixture(scope="module")
+def captured(walk_clip, tmp_path_factory):
+    """capture.py on the clip, killed with SIGKILL once training has written last.ckpt, then the same
+    command again: (out dir, output of the second run)."""
+    pytest.importorskip("pycolmap")
+    out = tmp_path_factory.mktemp("capture") / "beer"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
+    cmd = [sys.executable, str(ROOT / "capture.py"), *map(str, capture_args(walk_clip, out))]
+    log = open(out.parent / "first_run.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    ckpt = out / "ckpts" / "capture" / "last.ckpt"
+    deadline = time.time() + 600
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    killed = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    log.close()
+    first = (out.parent / "first_run.log").read_text()
+    assert killed and ckpt.exists(), first[-3000:]
+    manifest = json.loads((out / "capture.json").read_text())
+    assert manifest["stages"]["poses"]["done"] and "train" not in manifest["stages"], manifest
+    second = run_script("capture.py", *capture_args(walk_clip, out), timeout=900)
+    return out, second.stdout + second.stderr, first
+
+
+def test_capture_resumes_after_kill_and_reports(captured):
+    out, log, first = captured
+    assert "[1/6] poses: done before, skipped" in log
+    assert "resuming from ckpts/capture/last.ckpt" in log
+    assert "[3/6] heldout" in first or "[3/6] heldout" in log
+    for stage in ("[4/6] video", "[5/6] mesh", "[6/6] report"):
+        assert stage in log, stage
+    # the last lines: where everything is and the viewer command
+    tail = log.strip().splitlines()[-8:]
+    assert any("report.html" in ln for ln in tail) and tail[-1].startswith("look around: python ")
+    assert f"--ckpt_path {out}/ckpts/capture/last.ckpt --mesh {out}/mesh/beer.ply" in tail[-1]
+
+    manifest = json.loads((out / "capture.json").read_text())
+    assert all(manifest["stages"][s]["done"] for s in ("poses", "train", "heldout", "video", "mesh", "report"))
+    assert not [p for p in os.listdir(out) if p.startswith(".")], os.listdir(out)  # no staging left
+
+    page = (out / "report.html").read_text()
+    metrics = json.loads((out / "results" / "test" / "metrics.json").read_text())
+    assert f"{metrics['psnr']:.2f} dB" in page and "PSNR" in page
+    links = Links()
+    links.feed(page)
+    assert len(links.links) >= 8, links.links
+    for link in links.links:
+        assert not re.match(r"^[a-z]+://|^/", link), link  # relative: the folder moves as one
+        assert (out / link).is_file(), link
+    for name in ("psnr.png", "cameras.png", "mesh.png"):
+        assert f"report/{name}" in links.links, name
+    assert "results/path/beer.mp4" in links.links and "results/path/beer.gif" in links.links
+    for stage in ("imgs2poses.py", "train.py", "eval.py", "extract_mesh.py"):
+        assert stage in page, stage
+
+    import open3d as o3d
+
+    mesh = o3d.io.read_triangle_mesh(str(out / "mesh" / "beer.ply"))
+    assert len(mesh.triangles) > 100 and mesh.has_vertex_colors()
+    colors = np.asarray(mesh.vertex_colors)
+    assert colors.std() > 0.02  # coloured from the photos, not one flat colour
+
+    # better than a model that learnt nothing: the mean training image
+    size = tuple(json.loads((out / "results" / "test" / "render_info.json").read_text())["img_wh"])
+    names = [v["image"] for v in metrics["per_view"]]
+    baseline = mean_image_psnr(str(out / "scene"), names, size)
+    assert metrics["psnr"] > baseline + 1.0, (metrics["psnr"], baseline)
+
+
+def test_capture_rerun_skips_and_redo_reruns(captured, walk_clip):
+    out, _, _ = captured
+    again = run_script("capture.py", *capture_args(walk_clip, out), timeout=300)
+    text = again.stdout + again.stderr
+    assert text.count("done before, skipped") == 6, text[-3000:]
+    before = (out / "report.html").stat().st_mtime_ns
+    redo = run_script("capture.py", *capture_args(walk_clip, out), "--redo", "report", timeout=300)
+    text = redo.stdout + redo.stderr
+    assert text.count("done before, skipped") == 5 and "[6/6] report;" in text, text[-3000:]
+    assert (out / "report.html").stat().st_mtime_ns > before
+
+
+def test_report_in_headless_chromium(captured, tmp_path):
+    """The page shows its pictures: every <img> loaded (naturalWidth > 0, counted by a script in a
+    copy of the page) and the screenshot is far from blank."""
+    from viewer.browser import find_chromium
+
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("needs Chromium (apt-get install chromium)")
+    out, _, _ = captured
+    probe = out / "report_probe.html"  # beside the page: the same relative links
+    script = ("<script>window.addEventListener('load',function(){var im=[].slice.call(document.images);"
+              "document.title='loaded '+im.filter(function(i){return i.naturalWidth>0}).length+' of '+im.length;});"
+              "</script>")
+    probe.write_text((out / "report.html").read_text().replace("</body>", script + "</body>"))
+    try:
+        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                              "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+                             capture_output=True, text=True, timeout=120).stdout
+        shot = tmp_path / "report.png"
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        f"--screenshot={shot}", "--window-size=1100,2400", "--virtual-time-budget=5000",
+                        (out / "report.html").as_uri()], capture_output=True, timeout=120)
+    finally:
+        probe.unlink()
+    m = re.search(r"<title>loaded (\d+) of (\d+)</title>", dom)
+    assert m and int(m.group(1)) == int(m.group(2)) >= 6, dom[:500]
+    import imageio.v2 as imageio
+
+    img = imageio.imread(shot)[..., :3].astype(np.float32)
+    rows = img.std(axis=(1, 2))
+    assert (rows > 20).mean() > 0.2, (rows > 20).mean()  # pictures, not a page of text on white
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def refused(*args, out=None):
+    """Run capture.py: one ``error:`` line, no traceback, non-zero exit, and no --out folder made."""
+    proc = run_script("capture.py", *args, check=False, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    if out is not None:
+        assert not os.path.exists(out), os.listdir(out)
+    return lines[0]
+
+
+def test_bad_input_is_refused_in_one_line(beer_dir, walk_clip, tmp_path):
+    out = tmp_path / "new" / "cap"
+    assert "not found" in refused(tmp_path / "nope.mp4", "--out", out, out=out)
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n")
+    assert "is not a video" in refused(text, "--out", out, out=out)
+    (tmp_path / "empty").mkdir()
+    assert "without photos" in refused(tmp_path / "empty", "--out", out, out=out)
+    short = write_clip(tmp_path / "short.mp4", beer_frames(beer_dir, range(6)))
+    assert "has only 6 frame(s)" in refused(short, "--out", out, out=out)
+    assert "--num_frames" in refused(walk_clip, "--out", out, "--num_frames", 50, out=out)
+    line = refused(walk_clip, "--out", out, "--minutes", 0.5, out=out)
+    m = re.search(r"too short.*the smallest that fits is --minutes ([0-9.]+)", line)
+    assert m and float(m.group(1)) > 0.5, line
+    assert "unknown option" in refused(walk_clip, "--out", out, "--no_such_flag", out=out)
+    assert not (tmp_path / "new").exists()
+
+    # an --out that holds another capture, or other files
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "capture.json").write_text(json.dumps({"input": {"kind": "video", "path": "/elsewhere/clip.mp4",
+                                                              "size": 1}, "stages": {}, "plan": {}}))
+    assert "holds the capture of /elsewhere/clip.mp4" in refused(walk_clip, "--out", other)
+    assert os.listdir(other) == ["capture.json"]
+    assert "not a capture" in refused(walk_clip, "--out", tmp_path)  # holds notes.mp4, ...
+
+
+def test_unregistered_frames_stop_after_poses(beer_dir, tmp_path):
+    """Frames too far apart to register (a 180x320 clip): named in the one line, nothing left."""
+    pytest.importorskip("pycolmap")
+    clip = write_clip(tmp_path / "sparse.mp4", [stored_as(f, -90) for f in
+                                                 beer_frames(beer_dir, range(20, 40), size=(180, 320))], -90)
+    out = tmp_path / "cap"
+    line = refused(clip, "--out", out, "--num_frames", 20, "--minutes", 5, out=out)
+    assert "frames registered; not registered: frame_00001.jpg" in line
+
+
+# ---------------------------------------------------------------- the budget and the plan
+
+
+def test_training_size_follows_the_budget_and_keeps_the_aspect():
+    from pipeline.capture import after_training_seconds, training_wh
+
+    assert training_wh((1080, 1920), 600, gpu=False) == [68, 121]  # a phone's portrait clip: ~68x120
+    assert training_wh((1920, 1080), 600, gpu=False) == [120, 68]
+    small, large = training_wh((1080, 1920), 60, False), training_wh((1080, 1920), 1200, False)
+    assert small[1] < 120 < large[1]
+    for wh in (small, large):
+        assert abs(wh[0] / wh[1] - 1080 / 1920) < 0.02
+    assert training_wh((1080, 1920), 600, gpu=True) == [270, 480]
+    # a 15-minute phone capture leaves most of the time to training
+    after = after_training_seconds(60, 8, [68, 121], True, 600, gpu=False)
+    assert 60 < after < 300, after
+
+
+def test_psnr_curve_joins_resumed_runs(tmp_path):
+    """Two TensorBoard runs, the second resumed at step 20 of the first: one time axis, the first
+    run's points after step 20 (lost with it) dropped."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from export.report import training_curves
+
+    for version, (steps, t0) in enumerate([(range(0, 40, 10), 1000.0), (range(20, 60, 10), 5000.0)]):
+        w = SummaryWriter(str(tmp_path / f"version_{version}"))
+        for s in steps:
+            w.add_scalar("val/psnr", 10 + s / 10, s, walltime=t0 + s)
+        w.close()
+    curve = training_curves(str(tmp_path), tags=("val/psnr",))["val/psnr"]
+    assert [round(t) for t, _ in curve] == [0, 10, 20, 30, 40, 50]
+    assert [v for _, v in curve] == pytest.approx([10, 11, 12, 13, 14, 15])
+
+
+# ---------------------------------------------------------------- make, README
+
+
+def test_make_capture_runs_capture_py():
+    proc = subprocess.run(["make", "-n", "capture", "VIDEO=clip.mp4", "OUT=captures/mine", "MINUTES=3"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert ".venv/bin/python capture.py clip.mp4 --out captures/mine --minutes 3" in proc.stdout
+    proc = subprocess.run(["make", "-n", "capture"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "VIDEO=clip.mp4" in proc.stdout + proc.stderr
+
+
+def test_readme_starts_your_own_photos_with_capture():
+    """README's "Your own photos" opens with the one command; the end-to-end test above runs it (the
+    same script and flags, plus the tiny ones)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Your own photos", 1)[1]
+    block = section.split("```")[1].split("\n", 1)[1]  # after the language tag
+    commands = [ln.strip() for ln in block.splitlines() if ln.strip()]
+    assert commands[0] == "python capture.py clip.mp4 --out captures/NAME --minutes 15", commands
+    assert commands[1] == "make capture VIDEO=clip.mp4", commands
+    from capture import get_parser
+
+    args, extra = get_parser().parse_known_args(shlex.split(commands[0])[2:])
+    assert (args.input, args.out, args.minutes, extra) == ("clip.mp4", "captures/NAME", 15.0, [])
+
+
+# ---------------------------------------------------------------- atomic outputs of the stages run alone
+
+
+def test_publish_recovers_from_a_move_cut_short(tmp_path, monkeypatch):
+    """eval.py's results folder: a run killed while moving its files in leaves a folder the next run
+    replaces whole (no 'not written by eval.py' refusal), and metrics.json moves last."""
+    from utils import io
+
+    out = tmp_path / "results"
+    with io.publish(str(out)) as tmp:
+        for name in ("000.png", "001.png", "metrics.json"):
+            open(os.path.join(tmp, name), "w").write("old")
+    real, moved = os.replace, []
+
+    def cut(src, dst):
+        if len(moved) == 2:  # killed after the manifest and the first frame
+            raise KeyboardInterrupt
+        moved.append(os.path.basename(str(dst)))
+        return real(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", cut)
+    with pytest.raises(KeyboardInterrupt):
+        with io.publish(str(out)) as tmp:
+            for name in ("000.png", "001.png", "002.png", "metrics.json"):
+                open(os.path.join(tmp, name), "w").write("new")
+    monkeypatch.setattr(io.os, "replace", real)
+    assert not (out / "metrics.json").exists()  # the old summary went; the new one never came
+    with io.publish(str(out)) as tmp:
+        for name in ("000.png", "metrics.json"):
+            open(os.path.join(tmp, name), "w").write("third")
+    assert sorted(p for p in os.listdir(out) if not p.startswith(".")) == ["000.png", "metrics.json"]
+    assert (out / "metrics.json").read_text() == "third"
