@@ -289,7 +289,9 @@ def write_report(out_dir, manifest):
 
     mp4 = f"results/path/{name}.mp4"
     gif = f"results/path/{name}.gif"
-    parts.append(section("Circle video", f"<video src='{mp4}' controls autoplay loop muted playsinline>"
+    frames = sorted(glob.glob(os.path.join(out_dir, "results", "path", "*.png")))
+    poster = f" poster='results/path/{os.path.basename(frames[0])}'" if frames else ""
+    parts.append(section("Circle video", f"<video src='{mp4}'{poster} controls autoplay loop muted playsinline>"
                          f"<img src='{gif}' alt='circle video (gif)'></video>\n"
                          f"<p class='note'>also as a gif: <a href='{gif}'>{gif}</a></p>"))
 

@@ -32,18 +32,19 @@ import math
 import os
 import shlex
 import shutil
-import sys
 import time
 
 import numpy as np
 
 from datasets.image_utils import list_images
-from process_data.colmap_sfm import aspect_wh, recommended_training
+from pipeline.budget import (MIN_TRAIN_SECONDS, SFM_LONG_SIDE, VAL_STEPS, after_training_seconds, fmt_time,
+                             mesh_size, on_gpu, sfm_seconds, smallest_minutes, training_wh)
+from pipeline.inputs import check_out_dir, describe_input, write_manifest
+from process_data.colmap_sfm import recommended_training
 from utils.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = ("poses", "train", "heldout", "video", "mesh", "report")
-MANIFEST = "capture.json"
 EXP = "capture"  # train.py's --exp_name: ckpts/capture, logs/capture
 CKPT = os.path.join("ckpts", EXP, "last.ckpt")
 SCENE = "scene"
@@ -52,167 +53,8 @@ SCENE = "scene"
 # method); another value is passed on as ``extract_mesh.py --method VALUE`` (e.g. "tsdf").
 MESH_METHOD = "density"
 
-# ---- the budget (seconds, 2 CPU cores unless said; a GPU divides the render and mesh costs)
-FRAMES_PER_MINUTE = 4  # frames taken from a video per minute of budget (60 for 15 minutes) ...
-MIN_FRAMES, MAX_FRAMES = 10, 150  # ... within these; fewer than MIN_FRAMES is refused
-SFM_LONG_SIDE = 960  # SfM runs on copies of the frames at most this long (imgs2poses --downscale)
-SFM_SECONDS_PER_FRAME = 0.6  # at SFM_LONG_SIDE or less (60 frames of a phone clip: 25 s)
-MIN_TRAIN_SECONDS = 30  # less training than this is no capture: --minutes is refused
-STAGE_OVERHEAD = 8  # loading a checkpoint and a scene, per stage after training
-RENDER_SECONDS_PER_PIXEL = 8e-5  # a fast-path model on the CPU (held-out views, the video): ~7x a trained
-# lego model in the viewer (2.9 s per 512x512 frame), as a short training leaves more of the grid occupied
-MESH_SECONDS_PER_VOXEL = 2e-5  # density lattice, shell and colours at N_grid^3
-REPORT_SECONDS = 15
-SAFETY = 1.3  # estimates of the stages after training are multiplied by this
-GPU_SPEEDUP = 20  # render and mesh costs on a GPU
-PATH_FRAMES = 120  # the llff reader's path split
-CPU_LONG_SIDE_10MIN = 120  # training image's long side for 10 minutes on 2 cores (68x120 for a phone)
-VAL_STEPS = 300  # validate (and write last.ckpt) about every this many training steps (CPU)
 # the tiny vanilla model of SPEC.md, for forward-facing (NDC) captures trained on the CPU
 TINY_VANILLA = ["--net_depth", "4", "--net_width", "64", "--N_samples", "32", "--N_importance", "32", "--lr", "2e-3"]
-
-
-def fmt_time(seconds):
-    seconds = max(0, int(round(seconds)))
-    return f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-# ---------------------------------------------------------------- the input
-
-
-def describe_input(path, num_frames, minutes):
-    """What the input is, checked before anything is written: ``{"kind": "video"|"photos", "path",
-    "size", "frames", "wh", "num_frames"}``. UserError for a missing file, something that is neither
-    a video nor a folder of photos, and too few frames or photos."""
-    from process_data.video import count_packets, probe
-
-    if not os.path.exists(path):
-        raise UserError(f"{path} not found: give a video (mp4, mov, ...) or a folder of photos")
-    real = os.path.realpath(path)
-    if os.path.isdir(path):
-        photos = list_images(path)
-        if not photos:
-            raise UserError(f"{path} is a folder without photos (png/jpg): give a video or a folder of photos")
-        if num_frames is not None:
-            raise UserError("--num_frames is for a video (how many frames to take from it); a folder's photos "
-                            "are all used")
-        if len(photos) < MIN_FRAMES:
-            raise UserError(f"{path} holds only {len(photos)} photo(s): a capture needs at least {MIN_FRAMES} "
-                            "(30-150 suit a NeRF)")
-        from datasets.image_utils import common_size
-
-        wh = common_size(photos)
-        return {"kind": "photos", "path": real, "size": len(photos), "frames": len(photos), "wh": list(wh),
-                "num_frames": len(photos)}
-    (W, H), rotation = probe(path)  # UserError: not a video, a still image
-    wh = [H, W] if rotation in (90, 270) else [W, H]
-    frames = count_packets(path) or 0
-    if frames < MIN_FRAMES:
-        raise UserError(f"{path} has only {frames} frame(s): a capture needs at least {MIN_FRAMES} "
-                        "(film a few seconds, moving slowly around the object)")
-    if num_frames is None:
-        num_frames = int(np.clip(round(FRAMES_PER_MINUTE * minutes), MIN_FRAMES, MAX_FRAMES))
-        num_frames = min(num_frames, frames)
-    elif num_frames < MIN_FRAMES:
-        raise UserError(f"--num_frames {num_frames} is too few: a capture needs at least {MIN_FRAMES}")
-    elif num_frames > frames:
-        raise UserError(f"{path} has only {frames} frames, fewer than --num_frames {num_frames}: "
-                        f"pass --num_frames {frames} (or fewer)")
-    return {"kind": "video", "path": real, "size": os.path.getsize(path), "frames": frames, "wh": wh,
-            "num_frames": num_frames}
-
-
-def same_input(a, b):
-    return a["kind"] == b["kind"] and a["path"] == b["path"] and a["size"] == b["size"]
-
-
-# ---------------------------------------------------------------- the manifest
-
-
-def read_manifest(out_dir):
-    path = os.path.join(out_dir, MANIFEST)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path} is unreadable ({err}): delete {out_dir} to start over") from None
-
-
-def write_manifest(out_dir, manifest):
-    """Atomically: a torn manifest would be taken for another capture's."""
-    path = os.path.join(out_dir, MANIFEST)
-    with open(path + ".tmp", "w") as f:
-        json.dump(manifest, f, indent=1)
-    os.replace(path + ".tmp", path)
-
-
-def check_out_dir(out_dir, source):
-    """The manifest of the capture already in ``out_dir`` (None when it is new). UserError when
-    ``out_dir`` is a file, holds other files, or holds the capture of another input."""
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise UserError(f"--out {out_dir} is a file: give a folder (it is created if missing)")
-    manifest = read_manifest(out_dir) if os.path.isdir(out_dir) else None
-    if manifest is None:
-        if os.path.isdir(out_dir) and os.listdir(out_dir):
-            raise UserError(f"--out {out_dir} already holds files that are not a capture: give a new or empty folder")
-        return None
-    if not same_input(manifest["input"], source):
-        raise UserError(f"--out {out_dir} holds the capture of {manifest['input']['path']}, not of {source['path']}: "
-                        "give another --out (or delete the folder to start over)")
-    return manifest
-
-
-# ---------------------------------------------------------------- the plan
-
-
-def on_gpu():
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def training_wh(wh, train_seconds, gpu):
-    """The training size: the long side ``CPU_LONG_SIDE_10MIN`` for 10 minutes on the CPU, scaled by
-    the square root of the time (pixels in proportion to it), the photos' aspect ratio kept; on a GPU
-    a quarter of the photos' width (what imgs2poses recommends)."""
-    W, H = wh
-    if gpu:
-        long_side = max(W, H) / 4
-    else:
-        long_side = CPU_LONG_SIDE_10MIN * math.sqrt(max(train_seconds, 1) / 600)
-        long_side = float(np.clip(long_side, 32, min(240, max(W, H))))
-    return list(aspect_wh((W, H), round(long_side * W / max(W, H))))
-
-
-def mesh_size(train_seconds, gpu):
-    """(N_grid, n_views) of the mesh: finer lattices for longer (better) trainings."""
-    if gpu:
-        return 256, 30
-    return (64, 8) if train_seconds < 180 else (96, 12) if train_seconds < 480 else (128, 16)
-
-
-def after_training_seconds(n_views, n_held, img_wh, walk_around, train_seconds, gpu):
-    """Estimated seconds of the stages after training (held-out views, video, mesh, report)."""
-    pixels = img_wh[0] * img_wh[1]
-    speed = GPU_SPEEDUP if gpu else 1
-    render = (n_held + PATH_FRAMES) * pixels * RENDER_SECONDS_PER_PIXEL / speed
-    mesh = 0.0
-    if walk_around:
-        N, views = mesh_size(train_seconds, gpu)
-        mesh = N ** 3 * MESH_SECONDS_PER_VOXEL / speed + views * pixels * RENDER_SECONDS_PER_PIXEL / speed
-    return SAFETY * (render + mesh + REPORT_SECONDS + 3 * STAGE_OVERHEAD)
-
-
-def sfm_seconds(source):
-    long_side = min(max(source["wh"]), SFM_LONG_SIDE)
-    return 5 + SFM_SECONDS_PER_FRAME * source["num_frames"] * (long_side / SFM_LONG_SIDE) ** 2
-
-
-def smallest_minutes(seconds):
-    """Minutes to ask for, rounded up to the half minute."""
-    return math.ceil(seconds / 30) / 2
 
 
 # ---------------------------------------------------------------- running stages
@@ -501,17 +343,24 @@ class Capture:
                 "--N_grid", N, "--n_views", views]
         argv = base + ["--out", os.path.join(stage, f"{self.name}.ply")]
         try:
-            run_main("extract_mesh.py", argv)
-        except UserError as err:  # an empty mesh at the default threshold: take the one it suggests
-            import re
+            try:
+                run_main("extract_mesh.py", argv)
+            except UserError as err:  # an empty mesh at the default threshold: take the one it suggests
+                import re
 
-            m = re.search(r"try --sigma_threshold ([0-9.eE+-]+)", str(err))
-            if not m:
-                raise
-            self.say(f"{err}: retrying with --sigma_threshold {m.group(1)}")
-            base += ["--sigma_threshold", m.group(1)]
-            argv = base + ["--out", os.path.join(stage, f"{self.name}.ply")]
-            run_main("extract_mesh.py", argv)
+                m = re.search(r"no density above .*try --sigma_threshold ([0-9.eE+-]+)", str(err))
+                if not m:
+                    raise
+                self.say(f"{err}: retrying with --sigma_threshold {m.group(1)}")
+                base += ["--sigma_threshold", m.group(1)]
+                argv = base + ["--out", os.path.join(stage, f"{self.name}.ply")]
+                run_main("extract_mesh.py", argv)
+        except UserError as err:  # the report is still worth having: it says why there is no mesh
+            shutil.rmtree(stage, ignore_errors=True)
+            self.say(f"no mesh: {err} (run extract_mesh.py yourself, then --redo report; or --redo mesh)")
+            self.mark("mesh", [command_line("extract_mesh.py", base + ["--out", self.mesh_path()])],
+                      time.time() - t, skipped=f"extract_mesh.py failed: {err}")
+            return
         shutil.rmtree("mesh", ignore_errors=True)
         os.replace(stage, "mesh")
         self.mark("mesh", [command_line("extract_mesh.py", base + ["--out", self.mesh_path()])], time.time() - t)
