@@ -235,8 +235,8 @@ def mesh_pictures(out_dir, mesh_path, assets):
     fig, axes = plt.subplots(1, len(picks), figsize=(3 * len(picks) * W / max(W, H) + 0.5, 3 * H / max(W, H) + 0.4),
                              squeeze=False)
     for ax, i in zip(axes[0], picks):
-        K = ds.Ks[i].numpy() if hasattr(ds, "Ks") else ds.K.numpy()
-        mesh_picture(vertices, triangles, colors, ds.poses[i].numpy().astype(np.float64), K, (W, H), ax)
+        K = np.asarray(ds.Ks[i], dtype=np.float64)  # (3, 3)
+        mesh_picture(vertices, triangles, colors, np.asarray(ds.poses[i], dtype=np.float64), K, (W, H), ax)
         ax.set_title(f"from held-out view {i}", fontsize=8)
     fig.suptitle(f"mesh: {len(vertices)} vertices, {len(triangles)} triangles", fontsize=9)
     fig.tight_layout()

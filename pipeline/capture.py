@@ -111,6 +111,7 @@ class Capture:
         self.check_extra()
         manifest = check_out_dir(self.out, source)
         fresh = manifest is None
+        made = not os.path.exists(self.out)
         if fresh:
             self.check_budget_before(source)
             os.makedirs(self.out, exist_ok=True)
@@ -126,9 +127,10 @@ class Capture:
         try:
             self.stage_poses(fresh)
         except BaseException:
-            if fresh and not self.stage_done("poses"):  # nothing was made: leave no folder behind
+            if fresh and not self.stage_done("poses"):  # nothing was made: leave nothing behind
                 os.chdir(ROOT)
-                shutil.rmtree(self.out, ignore_errors=True)
+                for entry in ([self.out] if made else [os.path.join(self.out, e) for e in os.listdir(self.out)]):
+                    shutil.rmtree(entry, ignore_errors=True) if os.path.isdir(entry) else os.remove(entry)
             raise
         self.stage_train()
         self.stage_heldout()

@@ -27,6 +27,7 @@ from test_video import beer_frames, stored_as, write_clip
 TINY_FAST = ["--march_steps", "64", "--grid_resolution", "32", "--hash_levels", "4", "--hash_log2_size", "12",
              "--hash_max_res", "64", "--val_every", "0.5"]  # last.ckpt after 5 steps: the kill lands in training
 MINUTES = 2.5
+QUALITY_STEPS = 100  # training steps after which the quality is judged (see test_capture_quality_mesh_and_psnr)
 
 
 @pytest.fixture(scope="module")
@@ -86,23 +87,24 @@ def captured(walk_clip, tmp_path_factory):
     manifest = json.loads((out / "capture.json").read_text())
     assert manifest["stages"]["poses"]["done"] and "train" not in manifest["stages"], manifest
     second = run_script("capture.py", *capture_args(walk_clip, out), timeout=900)
-    return out, second.stdout + second.stderr, first
+    return out, second.stdout + second.stderr, first, second.stdout
 
 
 def test_capture_resumes_after_kill_and_reports(captured):
-    out, log, first = captured
+    out, log, first, stdout = captured
     assert "[1/6] poses: done before, skipped" in log
     assert "resuming from ckpts/capture/last.ckpt" in log
     assert "[3/6] heldout" in first or "[3/6] heldout" in log
     for stage in ("[4/6] video", "[5/6] mesh", "[6/6] report"):
         assert stage in log, stage
     # the last lines: where everything is and the viewer command
-    tail = log.strip().splitlines()[-8:]
-    assert any("report.html" in ln for ln in tail) and tail[-1].startswith("look around: python ")
-    assert f"--ckpt_path {out}/ckpts/capture/last.ckpt --mesh {out}/mesh/beer.ply" in tail[-1]
-
     manifest = json.loads((out / "capture.json").read_text())
     assert all(manifest["stages"][s]["done"] for s in ("poses", "train", "heldout", "video", "mesh", "report"))
+    meshed = "skipped" not in manifest["stages"]["mesh"]  # an early model may hold no surface (quality test)
+    tail = stdout.strip().splitlines()[-8:]
+    assert any("report.html" in ln for ln in tail) and tail[-1].startswith("look around: python ")
+    viewer = f"--ckpt_path {out}/ckpts/capture/last.ckpt" + (f" --mesh {out}/mesh/beer.ply" if meshed else "  (")
+    assert viewer in tail[-1], tail[-1]
     assert not [p for p in os.listdir(out) if p.startswith(".")], os.listdir(out)  # no staging left
 
     page = (out / "report.html").read_text()
@@ -114,12 +116,29 @@ def test_capture_resumes_after_kill_and_reports(captured):
     for link in links.links:
         assert not re.match(r"^[a-z]+://|^/", link), link  # relative: the folder moves as one
         assert (out / link).is_file(), link
-    for name in ("psnr.png", "cameras.png", "mesh.png"):
+    for name in ("psnr.png", "cameras.png") + (("mesh.png",) if meshed else ()):
         assert f"report/{name}" in links.links, name
+    assert meshed or "no mesh: extract_mesh.py failed" in page
     assert "results/path/beer.mp4" in links.links and "results/path/beer.gif" in links.links
     for stage in ("imgs2poses.py", "train.py", "eval.py", "extract_mesh.py"):
         assert stage in page, stage
 
+
+def trained_steps(out):
+    import torch
+
+    return torch.load(out / "ckpts" / "capture" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+
+
+def test_capture_quality_mesh_and_psnr(captured):
+    """The mesh (one with vertex colours from the photos) and the held-out PSNR, better than the mean
+    training image, judged when the run's time bought at least QUALITY_STEPS training steps: on cores
+    shared with other work the same minutes can hold ten times fewer (then this says so and skips)."""
+    out = captured[0]
+    steps = trained_steps(out)
+    if steps < QUALITY_STEPS:
+        pytest.skip(f"the {MINUTES}-minute run trained only {steps} steps (busy cores): quality not judged")
+    metrics = json.loads((out / "results" / "test" / "metrics.json").read_text())
     import open3d as o3d
 
     mesh = o3d.io.read_triangle_mesh(str(out / "mesh" / "beer.ply"))
@@ -135,7 +154,7 @@ def test_capture_resumes_after_kill_and_reports(captured):
 
 
 def test_capture_rerun_skips_and_redo_reruns(captured, walk_clip):
-    out, _, _ = captured
+    out = captured[0]
     again = run_script("capture.py", *capture_args(walk_clip, out), timeout=300)
     text = again.stdout + again.stderr
     assert text.count("done before, skipped") == 6, text[-3000:]
@@ -154,7 +173,7 @@ def test_report_in_headless_chromium(captured, tmp_path):
     chromium = find_chromium()
     if chromium is None:
         pytest.skip("needs Chromium (apt-get install chromium)")
-    out, _, _ = captured
+    out = captured[0]
     probe = out / "report_probe.html"  # beside the page: the same relative links
     script = ("<script>window.addEventListener('load',function(){var im=[].slice.call(document.images);"
               "im=im.filter(function(i){return !i.closest('video')});"  # a <video>'s fallback is not shown
@@ -202,6 +221,12 @@ def test_bad_input_is_refused_in_one_line(beer_dir, walk_clip, tmp_path):
     assert "is not a video" in refused(text, "--out", out, out=out)
     (tmp_path / "empty").mkdir()
     assert "without photos" in refused(tmp_path / "empty", "--out", out, out=out)
+    few = tmp_path / "few"
+    few.mkdir()
+    for i in range(5):
+        (few / f"{i:04d}.jpg").write_bytes((beer_dir / "images" / f"{i:04d}.jpg").read_bytes())
+    assert "holds only 5 photo(s)" in refused(few, "--out", out, out=out)
+    assert "--num_frames is for a video" in refused(few, "--out", out, "--num_frames", 20, out=out)
     short = write_clip(tmp_path / "short.mp4", beer_frames(beer_dir, range(6)))
     assert "has only 6 frame(s)" in refused(short, "--out", out, out=out)
     assert "--num_frames" in refused(walk_clip, "--out", out, "--num_frames", 50, out=out)
