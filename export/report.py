@@ -248,7 +248,7 @@ def mesh_pictures(out_dir, mesh_path, assets):
 # ---------------------------------------------------------------- the page
 
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;color:#222}
-img,video{max-width:100%;border:1px solid #ccc}figure{display:inline-block;margin:.4em;vertical-align:top}
+img,video{max-width:100%;border:1px solid #ccc}video{height:360px;background:#000}figure{display:inline-block;margin:.4em;vertical-align:top}
 figcaption{font-size:.85em}img.strip{height:220px}img.plot{width:560px}pre{background:#f4f4f4;padding:.6em;overflow-x:auto;font-size:.8em}
 td,th{padding:.2em .6em;text-align:left}.note{color:#666;font-size:.9em}"""
 

@@ -328,7 +328,8 @@ class Capture:
         return os.path.join("mesh", f"{self.name}.ply")
 
     def stage_mesh(self):
-        if self.skip(5, "mesh", [self.mesh_path()] if self.manifest["plan"]["train"]["walk_around"] else []):
+        skipped = "skipped" in self.manifest["stages"].get("mesh", {})  # no mesh, and the reason recorded
+        if self.skip(5, "mesh", [] if skipped else [self.mesh_path()]):
             return
         self.header(5, "mesh")
         t = time.time()
