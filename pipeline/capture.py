@@ -20,6 +20,9 @@ The folder ``DIR``::
     ckpts/capture/last.ckpt  logs/capture/version_*/ (TensorBoard)
     results/test/  results/path/  mesh/NAME.ply  report.html  report/
 
+The time budget (frames, training size and length, estimates of the later stages) is in
+``pipeline/budget.py``; the input's checks and the manifest in ``pipeline/inputs.py``.
+
 Resuming: a stage marked done in the manifest whose outputs exist is skipped; training goes on from
 ``last.ckpt`` (Lightning's Timer state is in it, so ``--max_time`` counts the earlier time too). Each
 stage writes its outputs atomically (eval.py publishes a whole folder; the mesh and the report are
