@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean-demo chromium
+.PHONY: install demo test clean-demo chromium capture
 
 install: $(STAMP)
 
@@ -48,6 +48,13 @@ demo: install
 		--x_range -1.1 1.1 --y_range -1.1 1.1 --z_range -0.8 0.8 --sigma_threshold 5
 	@echo "demo done: results/blender/demo/test/ (demo.gif, demo.mp4, metrics.json), results/blender/demo/demo.ply, logs/demo, ckpts/demo"
 	@echo "look around: $(PY) viewer.py --ckpt_path ckpts/demo/last.ckpt --mesh results/blender/demo/demo.ply  (then open http://localhost:7007)"
+
+# Your own clip (or folder of photos) to a model, a video, a mesh and OUT/report.html in one command:
+#   make capture VIDEO=clip.mp4 [OUT=captures/clip] [MINUTES=15]
+MINUTES ?= 15
+capture: install
+	$(if $(VIDEO),,$(error usage: make capture VIDEO=clip.mp4 [OUT=captures/NAME] [MINUTES=15]))
+	$(PY) capture.py $(VIDEO) --out $(or $(OUT),captures/$(basename $(notdir $(VIDEO)))) --minutes $(MINUTES)
 
 test: install chromium
 	$(PY) -m pytest -q --durations=15 tests

@@ -248,17 +248,35 @@ def orbit_coverage(poses_bounds):
     return float(np.degrees(2 * np.pi - gaps.max()))
 
 
-def training_hint(scene_dir, poses_bounds, size):
-    """The train.py command that suits the capture: ``--unbounded --fast`` for a walk around an object
-    (a room or landscape behind it), NDC rays for a forward-facing one; a small ``--img_wh``."""
+WALK_AROUND_DEGREES = 120  # cameras turning more than this about the object: a 360-degree capture
+
+
+def aspect_wh(size, width):
+    """A ``(W, H)`` of about ``width`` pixels wide with the aspect ratio of ``size`` (W, H) (the
+    nearest width at or above it, up to the full size, whose rounded height keeps the ratio)."""
     w0, h0 = size
-    w = next(w for w in range(max(8, w0 // 4), w0 + 1) if same_aspect((w, round(w * h0 / w0)), size))
-    wh = f"--img_wh {w} {round(w * h0 / w0)}"
+    width = int(min(max(8, width), w0))
+    return next((w, round(w * h0 / w0)) for w in range(width, w0 + 1) if same_aspect((w, round(w * h0 / w0)), size))
+
+
+def recommended_training(poses_bounds, size):
+    """How a capture suits ``train.py``: ``{"turn": degrees, "walk_around": bool, "flags": [...],
+    "img_wh": (W, H)}``: ``--unbounded --fast`` for a walk around an object (a room or landscape
+    behind it), NDC rays (no flag) for a forward-facing one; a quarter of the photos' width."""
     turn = orbit_coverage(poses_bounds)
-    if turn > 120:
-        return (f"the cameras turn {turn:.0f} degrees around the object: a 360-degree capture. Train with\n"
+    walk = turn > WALK_AROUND_DEGREES
+    return {"turn": turn, "walk_around": walk, "flags": ["--unbounded", "--fast"] if walk else [],
+            "img_wh": aspect_wh(size, size[0] // 4)}
+
+
+def training_hint(scene_dir, poses_bounds, size):
+    """The train.py command that suits the capture (``recommended_training``), as a line to print."""
+    rec = recommended_training(poses_bounds, size)
+    wh = "--img_wh {} {}".format(*rec["img_wh"])
+    if rec["walk_around"]:
+        return (f"the cameras turn {rec['turn']:.0f} degrees around the object: a 360-degree capture. Train with\n"
                 f"  python train.py --dataset_name llff --root_dir {scene_dir} {wh} --unbounded --fast --max_time 10")
-    return (f"the cameras turn {turn:.0f} degrees: a forward-facing capture. Train with\n"
+    return (f"the cameras turn {rec['turn']:.0f} degrees: a forward-facing capture. Train with\n"
             f"  python train.py --dataset_name llff --root_dir {scene_dir} {wh}")
 
 
@@ -266,8 +284,8 @@ def move_into_place(work, scene_dir):
     """Replace ``scene/sparse/0`` and the ``STAGED_FILES`` by the staged ones (same filesystem); an old
     file goes when none was staged (an old ``poses_bounds.npy`` would shadow the new model)."""
     target = os.path.join(scene_dir, "sparse", "0")
-    if os.path.isdir(target):
-        shutil.rmtree(target)
+    if os.path.isdir(target):  # set aside in the work folder (deleted with it): two renames, no torn model
+        os.replace(target, os.path.join(work, "replaced_sparse0"))
     os.makedirs(os.path.dirname(target), exist_ok=True)
     os.replace(os.path.join(work, "sparse", "0"), target)
     for name in STAGED_FILES:

@@ -124,6 +124,16 @@ def check_out_dir(out_dir):
         raise UserError(f"--out_dir {out_dir} is a file: choose a folder")
 
 
+SUMMARIES = ("render_info.json", "metrics.json")  # moved into place after the frames and videos
+
+
+def _write_manifest(path, entries):
+    """Write the manifest atomically (a torn JSON would make every later run fail)."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(entries, f)
+    os.replace(path + ".tmp", path)
+
+
 def _remove(path):
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
@@ -163,12 +173,14 @@ def publish(out_dir):
             raise UserError(f"--out_dir {out_dir} already holds {', '.join(clash[:3])}, not written by eval.py: "
                             f"choose another folder")
         os.makedirs(out_dir, exist_ok=True)
+        # a run killed while moving leaves a mix of old and new files: the manifest names both sets
+        # first, so the next run replaces them all (no clash) rather than refusing its own files
+        _write_manifest(manifest, sorted(set(previous) | set(entries)))
         for e in previous:
             _remove(os.path.join(out_dir, e))
-        for e in entries:
+        for e in sorted(entries, key=lambda e: e in SUMMARIES):  # the summaries last: present means complete
             os.replace(os.path.join(tmp, e), os.path.join(out_dir, e))
-        with open(manifest, "w") as f:
-            json.dump(entries, f)
+        _write_manifest(manifest, entries)
         os.rmdir(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,49 @@
+"""From a phone video (or a folder of photos) to a model, a circle video, a mesh and a report, in one command.
+
+    python capture.py clip.mp4 --out captures/NAME --minutes 15
+    python capture.py PHOTO_FOLDER --out captures/NAME [--minutes 15] [--img_wh 68 120] [--num_frames 60]
+
+Stages: frames (or photos) and their poses (imgs2poses.py) -> training (train.py, what imgs2poses
+recommends: --unbounded --fast for a walk around, NDC rays for a forward-facing capture, at the size
+the budget allows) -> every 8th frame, held out of training, scored (eval.py --split test) -> the
+circle video (eval.py --split path) -> a mesh (extract_mesh.py) -> OUT/report.html. The whole run
+fits in about --minutes. Run the same command again after an interruption: the stages already done
+are skipped and training resumes from its last checkpoint. Options capture.py does not know go to
+train.py (e.g. --appearance_dim 8). The stages live in pipeline/capture.py, the report in export/report.py.
+"""
+import argparse
+
+from opt import HelpFormatter
+from pipeline.capture import STAGES, run_capture
+from utils.errors import UserError, cli_main
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
+                                     allow_abbrev=False)
+    parser.add_argument("input", help="a video (mp4, mov, ...) or a folder of photos (png/jpg)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output folder (created): scene, checkpoints, results, mesh and report.html")
+    parser.add_argument("--minutes", type=float, default=15.0,
+                        help="time for the whole run, poses to report (training gets what the other stages leave)")
+    parser.add_argument("--img_wh", type=int, nargs=2, metavar=("W", "H"), default=None,
+                        help="training size (default: from the budget and the device, the frames' aspect kept)")
+    parser.add_argument("--num_frames", type=int, default=None,
+                        help="frames taken from a video (default: 4 per minute of --minutes, 10 to 150)")
+    parser.add_argument("--downscale", type=float, default=None,
+                        help="SfM on frames reduced by this factor (default: to at most 960 pixels long)")
+    parser.add_argument("--redo", choices=STAGES, default=None,
+                        help="run this stage and those after it again (the others are kept)")
+    return parser
+
+
+@cli_main
+def main(argv=None):
+    args, extra = get_parser().parse_known_args(argv)
+    if not args.minutes > 0:
+        raise UserError(f"--minutes must be positive, got {args.minutes:g}")
+    run_capture(args, extra)
+
+
+if __name__ == "__main__":
+    main()

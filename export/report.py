@@ -1,0 +1,329 @@
+"""``report.html`` of a capture (``capture.py``): one self-contained page beside its pictures.
+
+The page links only files inside the capture folder, by relative paths (no network, no script or
+style sheet from elsewhere): the held-out views as ground truth | render | depth with their PSNR,
+the mean, held-out PSNR against training time (from the TensorBoard events in ``logs/``), the circle
+video (mp4, with the gif as fallback), pictures of the mesh from two held-out cameras, the cameras
+seen from above, and the commands that reproduce each stage. Pictures go to ``report/``; everything
+is written beside its place and renamed into it, so an interrupted run leaves the old report or none.
+"""
+import glob
+import html
+import json
+import os
+import shutil
+from argparse import Namespace
+
+import numpy as np
+
+ASSETS = "report"
+CKPT = os.path.join("ckpts", "capture", "last.ckpt")
+LOGS = os.path.join("logs", "capture")
+UPSCALE = 3  # held-out strips and mesh pictures are this many times the training size
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# ---------------------------------------------------------------- held-out views
+
+
+def heldout_strips(out_dir, assets):
+    """``report/heldout_NNN.png`` (ground truth | render | depth, enlarged) for each held-out view.
+
+    Returns ``(metrics, [(file, name, psnr, ssim), ...])`` from ``results/test/metrics.json``."""
+    import cv2
+
+    from datasets.image_utils import read_image
+    from utils.io import read_pfm
+    from utils.visualization import depth_to_rgb
+
+    test = os.path.join(out_dir, "results", "test")
+    with open(os.path.join(test, "metrics.json")) as f:
+        metrics = json.load(f)
+    with open(os.path.join(test, "render_info.json")) as f:
+        info = json.load(f)
+    W, H = info["img_wh"]
+    unbounded = bool(load_hparams(out_dir).get("unbounded"))
+    pngs = sorted(p for p in os.listdir(test) if p.endswith(".png"))
+    rows = []
+    for view, png in zip(metrics["per_view"], pngs):
+        gt = (read_image(os.path.join(out_dir, "scene", view["image"]), (W, H)) * 255 + 0.5).astype(np.uint8)
+        render = cv2.imread(os.path.join(test, png))[:, :, ::-1]
+        parts = [gt, render]
+        depth_file = os.path.join(test, "depth", os.path.splitext(png)[0] + ".pfm")
+        if os.path.isfile(depth_file):
+            lo, hi = info["depth_range"] or (None, None)
+            parts.append(depth_to_rgb(read_pfm(depth_file), lo, hi, inverse=unbounded))
+        strip = np.concatenate(parts, 1)
+        strip = cv2.resize(strip, (strip.shape[1] * UPSCALE, strip.shape[0] * UPSCALE), interpolation=cv2.INTER_CUBIC)
+        name = f"heldout_{view['index']:03d}.png"
+        cv2.imwrite(os.path.join(assets, name), strip[:, :, ::-1])
+        rows.append((f"{ASSETS}/{name}", view["image"], view["psnr"], view["ssim"]))
+    return metrics, rows
+
+
+# ---------------------------------------------------------------- PSNR against training time
+
+
+def read_scalars(events_dir, tags):
+    """``{tag: [(step, wall_time, value), ...]}`` of the TensorBoard event files in ``events_dir``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(events_dir, size_guidance={"scalars": 0})
+    acc.Reload()
+    have = acc.Tags().get("scalars", [])
+    return {t: [(e.step, e.wall_time, e.value) for e in acc.Scalars(t)] for t in tags if t in have}
+
+
+def training_curves(logs_dir, tags=("val/psnr", "train/psnr")):
+    """``{tag: [(seconds of training, value), ...]}`` over all runs of a training (``version_*``, one
+    per start): a resumed run's time starts where the run it resumed stood at its first step, and
+    what the earlier run logged after that step (lost with it) is dropped."""
+    versions = sorted(glob.glob(os.path.join(logs_dir, "version_*")), key=lambda p: int(p.rsplit("_", 1)[-1]))
+    merged = {t: [] for t in tags}  # tag -> [(step, seconds, value)]
+    clock = []  # (step, seconds) of every logged point so far, for offsets
+    for v in versions:
+        scalars = read_scalars(v, tags)
+        points = sorted((s, w) for pts in scalars.values() for s, w, _ in pts)
+        if not points:
+            continue
+        first_step, first_wall = points[0]
+        if clock:
+            steps, secs = zip(*[c for c in clock if c[0] <= first_step] or [(0, 0.0)])
+            offset = float(np.interp(first_step, steps, secs))
+            clock = [c for c in clock if c[0] < first_step]
+            merged = {t: [p for p in pts if p[0] < first_step] for t, pts in merged.items()}
+        else:
+            offset = 0.0
+        for tag, pts in scalars.items():
+            merged[tag] += [(s, offset + w - first_wall, val) for s, w, val in pts]
+        clock += [(s, offset + w - first_wall) for s, w in points]
+        clock.sort()
+    return {t: [(sec, val) for _, sec, val in sorted(pts)] for t, pts in merged.items() if pts}
+
+
+def psnr_plot(out_dir, assets):
+    """``report/psnr.png``; None when the training logged nothing."""
+    from benchmarks.plots import plot_psnr_curves
+
+    curves = training_curves(os.path.join(out_dir, LOGS))
+    if "val/psnr" not in curves:
+        return None
+    labels = {"val/psnr": "held-out views (at each validation)", "train/psnr": "training batches"}
+    shown = {labels[t]: [(s / 60, v) for s, v in pts] for t, pts in curves.items()}
+    plot_psnr_curves(shown, os.path.join(assets, "psnr.png"), title="PSNR during training",
+                     xlabel="training time (minutes)")
+    return f"{ASSETS}/psnr.png"
+
+
+# ---------------------------------------------------------------- cameras and mesh
+
+
+def load_hparams(out_dir):
+    import torch
+
+    raw = torch.load(os.path.join(out_dir, CKPT), map_location="cpu", weights_only=False)
+    return dict(raw.get("hyper_parameters") or {})
+
+
+def cameras_top_view(out_dir, assets, holdout=8):
+    """``report/cameras.png``: camera centres and viewing directions seen from above (along the
+    cameras' mean up axis), the held-out ones (every ``holdout``-th) in red."""
+    from datasets.llff import read_capture
+
+    capture = read_capture(os.path.join(out_dir, "scene"))
+    poses = capture.poses  # (N, 3, 4) LLFF columns: down, right, back, centre
+    centres, forward = poses[:, :, 3], -poses[:, :, 2]
+    up = -poses[:, :, 0].mean(0)
+    up /= np.linalg.norm(up)
+    ax_x = forward.mean(0) - (forward.mean(0) @ up) * up
+    if np.linalg.norm(ax_x) < 1e-6:  # a full circle: the first camera's direction
+        ax_x = forward[0] - (forward[0] @ up) * up
+    ax_x /= np.linalg.norm(ax_x)
+    ax_y = np.cross(up, ax_x)
+    xy, dirs = centres @ np.stack([ax_x, ax_y], 1), forward @ np.stack([ax_x, ax_y], 1)
+    extent = max(np.ptp(xy, 0).max(), 1e-6)
+    held = np.zeros(len(poses), bool)
+    if holdout:
+        held[::holdout] = True
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for mask, colour, label in ((~held, "tab:blue", "training"), (held, "tab:red", "held out")):
+        ax.quiver(xy[mask, 0], xy[mask, 1], dirs[mask, 0], dirs[mask, 1], color=colour, angles="xy",
+                  scale_units="xy", scale=1 / (0.12 * extent), width=0.004)
+        ax.plot(xy[mask, 0], xy[mask, 1], "o", color=colour, ms=4, label=f"{label} ({int(mask.sum())})")
+    ax.plot(xy[:1, 0], xy[:1, 1], "k+", ms=12, mew=2, label="first frame")
+    tips = np.concatenate([xy, xy + 0.12 * extent * dirs])
+    lo, hi = tips.min(0), tips.max(0)
+    pad = 0.08 * (hi - lo).max()
+    half = (hi - lo).max() / 2 + pad  # a square view: directions keep their angles
+    mid = (lo + hi) / 2
+    ax.set_xlim(mid[0] - half, mid[0] + half)
+    ax.set_ylim(mid[1] - half, mid[1] + half)
+    ax.set_aspect("equal")
+    ax.set_title("cameras seen from above (arrows: viewing directions)")
+    ax.legend(loc="best", fontsize=8, framealpha=0.6)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(assets, "cameras.png"), dpi=110)
+    plt.close(fig)
+    return f"{ASSETS}/cameras.png"
+
+
+def project(vertices, c2w, K):
+    """Pixels ``(V, 2)`` and depths ``(V,)`` (> 0 in front) of ``vertices`` ``(V, 3)`` seen by a camera
+    ``c2w`` ``(3, 4)`` (columns right, up, back: OpenGL) with intrinsics ``K`` ``(3, 3)``."""
+    cam = (vertices - c2w[:, 3]) @ c2w[:, :3]  # camera coordinates
+    depth = -cam[:, 2]
+    z = np.maximum(depth, 1e-6)
+    u = K[0, 0] * cam[:, 0] / z + K[0, 2]
+    v = -K[1, 1] * cam[:, 1] / z + K[1, 2]
+    return np.stack([u, v], 1), depth
+
+
+def mesh_picture(vertices, triangles, colors, c2w, K, img_wh, ax):
+    """Draw the mesh as a camera sees it on a matplotlib axis: triangles far to near (painter's
+    algorithm), each in its vertices' mean colour, shaded by how squarely it faces the camera."""
+    from matplotlib.collections import PolyCollection
+
+    uv, depth = project(vertices, c2w, K)
+    tri_depth = depth[triangles]
+    keep = (tri_depth > 1e-3).all(1)
+    tris = triangles[keep]
+    order = np.argsort(-depth[tris].mean(1))  # far first
+    tris = tris[order]
+    v0, v1, v2 = (vertices[tris[:, i]] for i in range(3))
+    normals = np.cross(v1 - v0, v2 - v0)
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    view = c2w[:, 3] - (v0 + v1 + v2) / 3
+    view /= np.maximum(np.linalg.norm(view, axis=1, keepdims=True), 1e-12)
+    shade = 0.55 + 0.45 * np.abs((normals * view).sum(1))
+    face = np.clip(colors[tris].mean(1) * shade[:, None], 0, 1)
+    ax.add_collection(PolyCollection(uv[tris], facecolors=face, edgecolors=face, linewidths=0.2))
+    ax.set_xlim(0, img_wh[0])
+    ax.set_ylim(img_wh[1], 0)
+    ax.set_aspect("equal")
+    ax.set_facecolor("white")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def mesh_pictures(out_dir, mesh_path, assets):
+    """``report/mesh.png``: the mesh seen from two held-out cameras (the first and the middle one)."""
+    import open3d as o3d
+
+    from datasets import make_dataset
+
+    mesh = o3d.io.read_triangle_mesh(mesh_path)
+    vertices, triangles = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    colors = np.asarray(mesh.vertex_colors) if mesh.has_vertex_colors() else np.full_like(vertices, 0.7)
+    if len(triangles) == 0:
+        return None
+    hp = load_hparams(out_dir)
+    hp["root_dir"] = os.path.join(out_dir, "scene")
+    ds = make_dataset(Namespace(**hp), "test")
+    W, H = ds.img_wh
+    picks = sorted({0, len(ds.poses) // 2})
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(picks), figsize=(3 * len(picks) * W / max(W, H) + 0.5, 3 * H / max(W, H) + 0.4),
+                             squeeze=False)
+    for ax, i in zip(axes[0], picks):
+        K = np.asarray(ds.Ks[i], dtype=np.float64)  # (3, 3)
+        mesh_picture(vertices, triangles, colors, np.asarray(ds.poses[i], dtype=np.float64), K, (W, H), ax)
+        ax.set_title(f"from held-out view {i}", fontsize=8)
+    fig.suptitle(f"mesh: {len(vertices)} vertices, {len(triangles)} triangles", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(os.path.join(assets, "mesh.png"), dpi=110 * UPSCALE // 2)
+    plt.close(fig)
+    return f"{ASSETS}/mesh.png"
+
+
+# ---------------------------------------------------------------- the page
+
+STYLE = """body{font-family:sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;color:#222}
+img,video{max-width:100%;border:1px solid #ccc}video{height:360px;background:#000}figure{display:inline-block;margin:.4em;vertical-align:top}
+figcaption{font-size:.85em}img.strip{height:220px}img.plot{width:560px}pre{background:#f4f4f4;padding:.6em;overflow-x:auto;font-size:.8em}
+td,th{padding:.2em .6em;text-align:left}.note{color:#666;font-size:.9em}"""
+
+
+def section(title, body):
+    return f"<h2>{html.escape(title)}</h2>\n{body}\n"
+
+
+def write_report(out_dir, manifest):
+    """Write ``out_dir/report.html`` and its pictures in ``out_dir/report/`` from the capture's outputs
+    and ``manifest`` (capture.json). Returns the page's path."""
+    out_dir = os.path.abspath(out_dir)
+    staging = os.path.join(out_dir, ".report-partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    assets = os.path.join(staging, ASSETS)
+    os.makedirs(assets)
+    name, stages, plan = manifest["name"], manifest["stages"], manifest["plan"].get("train", {})
+    esc = html.escape
+    parts = [f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{esc(name)}: capture report</title>"
+             f"<style>{STYLE}</style></head><body>\n<h1>{esc(name)}</h1>"]
+    src = manifest["input"]
+    parts.append(f"<p>{esc(src['kind'])} <code>{esc(src['path'])}</code>: {plan.get('n_views', '?')} posed views, "
+                 f"{plan.get('n_held_out', '?')} held out (every 8th); the cameras turn {plan.get('turn', 0):.0f} degrees "
+                 f"({'a walk around: --unbounded --fast' if plan.get('walk_around') else 'forward-facing: NDC rays'}); "
+                 f"trained at {'x'.join(map(str, plan.get('img_wh', [])))} for {plan.get('train_seconds', 0) / 60:.1f} "
+                 "minutes.</p>")
+
+    metrics, rows = heldout_strips(out_dir, assets)
+    figs = "".join(f"<figure><img class='strip' src='{f}' alt='held-out view {esc(n)}'><figcaption>{esc(n)}: PSNR "
+                   f"<b>{p:.2f} dB</b>, SSIM {s:.3f}</figcaption></figure>\n" for f, n, p, s in rows)
+    parts.append(section("Held-out views", f"<p>Mean PSNR <b id='mean-psnr'>{metrics['psnr']:.2f} dB</b>, SSIM "
+                         f"{metrics['ssim']:.3f} over {metrics['n_views']} views never seen in training. Each: ground "
+                         f"truth | render | depth.</p>\n{figs}"))
+
+    plot = psnr_plot(out_dir, assets)
+    parts.append(section("PSNR against training time", f"<img src='{plot}' alt='PSNR against training time'>"
+                         if plot else "<p class='note'>no validation was logged</p>"))
+
+    mp4 = f"results/path/{name}.mp4"
+    gif = f"results/path/{name}.gif"
+    frames = sorted(glob.glob(os.path.join(out_dir, "results", "path", "*.png")))
+    poster = f" poster='results/path/{os.path.basename(frames[0])}'" if frames else ""
+    parts.append(section("Circle video", f"<video src='{mp4}'{poster} controls autoplay loop muted playsinline>"
+                         f"<img src='{gif}' alt='circle video (gif)'></video>\n"
+                         f"<p class='note'>also as a gif: <a href='{gif}'>{gif}</a></p>"))
+
+    mesh = stages.get("mesh", {})
+    mesh_file = os.path.join("mesh", f"{name}.ply")
+    if "skipped" in mesh:
+        body = f"<p class='note'>no mesh: {esc(mesh['skipped'])}</p>"
+    elif os.path.isfile(os.path.join(out_dir, mesh_file)):
+        picture = mesh_pictures(out_dir, os.path.join(out_dir, mesh_file), assets)
+        body = (f"<img src='{picture}' alt='the mesh'>" if picture else "<p class='note'>the mesh is empty</p>")
+        body += f"<p><a href='{mesh_file}'>{mesh_file}</a> (vertex colours; opens in MeshLab, Blender, ...)</p>"
+    else:
+        body = "<p class='note'>no mesh</p>"
+    parts.append(section("Mesh", body))
+
+    parts.append(section("Cameras", f"<img src='{cameras_top_view(out_dir, assets)}' alt='cameras seen from above'>"))
+
+    lines = [f"cd {out_dir}"]
+    for stage, entry in stages.items():
+        lines += [f"# {stage} ({entry.get('seconds', 0):.0f} s)"] + list(entry.get("commands", []))
+    parts.append(section("Commands that reproduce each stage",
+                         f"<pre id='commands'>{esc(chr(10).join(lines))}</pre>"))
+    parts.append(f"<p class='note'>Look around: <code>python {esc(os.path.join(manifest['repo'], 'viewer.py'))} "
+                 f"--ckpt_path {esc(os.path.join(out_dir, CKPT))}"
+                 + ("" if "skipped" in mesh else f" --mesh {esc(os.path.join(out_dir, mesh_file))}")
+                 + "</code></p>\n</body></html>\n")
+    with open(os.path.join(staging, "report.html"), "w") as f:
+        f.write("\n".join(parts))
+    # into place: the pictures first, the page last (present means complete)
+    final_assets = os.path.join(out_dir, ASSETS)
+    shutil.rmtree(final_assets, ignore_errors=True)
+    os.replace(assets, final_assets)
+    os.replace(os.path.join(staging, "report.html"), os.path.join(out_dir, "report.html"))
+    os.rmdir(staging)
+    return os.path.join(out_dir, "report.html")

@@ -1,0 +1,1 @@
+"""Pipelines that chain the project's scripts (``capture.py``)."""
