@@ -321,6 +321,20 @@ def test_cameras_are_deduplicated(tmp_path, lens_scene):
 # ---------------------------------------------------------------- learning, README
 
 
+def test_distortion_benchmark_plumbing(tmp_path):
+    """benchmarks/distortion_quality.py end to end, a few steps: both variants scored on the held-out
+    photos, one JSON line appended, and the "ignored" copy's jsons name no lens."""
+    from benchmarks.distortion_quality import LENS_KEYS, main
+
+    line = main(["--size", "16", "--n_train", "4", "--n_test", "2", "--steps", "2", "--flags", "TINY --N_importance 0",
+                 "--out", str(tmp_path / "r.jsonl"), "--work_dir", str(tmp_path / "work")])
+    assert {"modelled_psnr", "ignored_psnr", "modelled_ssim", "ignored_ssim"} <= set(line)
+    assert json.loads((tmp_path / "r.jsonl").read_text()) == line
+    lensed = json.loads((tmp_path / "work" / "scene_lens" / "transforms_test.json").read_text())
+    plain = json.loads((tmp_path / "work" / "scene_ignored" / "transforms_test.json").read_text())
+    assert lensed["camera_model"] == "OPENCV" and not set(LENS_KEYS) & set(plain) and plain["fl_x"] == lensed["fl_x"]
+
+
 FAST_TINY = "--fast --grid_resolution 32 --march_steps 256 --hash_log2_size 14 --hash_levels 8 --hash_max_res 128 --batch_size 1024"
 
 
