@@ -91,6 +91,8 @@ def train_and_score(a, scene):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if (step + 1) % max(1, a.steps // 10) == 0:
+            print(f"  {os.path.basename(scene)} step {step + 1}/{a.steps}: loss {loss.item():.4f}", file=sys.stderr, flush=True)
     kw = train_render_kwargs(h, train.white_back, train=False)
     scores = []
     with torch.no_grad():
