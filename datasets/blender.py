@@ -7,7 +7,7 @@ import numpy as np
 from tqdm import tqdm
 
 from datasets.base import BaseDataset
-from datasets.distortion import make_distortion
+from datasets.distortion import distortion_from_json
 from datasets.image_utils import check_img_wh, read_image
 from datasets.ray_utils import create_spheric_poses
 from utils.errors import UserError
@@ -35,31 +35,13 @@ def turntable(poses, n_poses=120):
                                 n_poses).astype(np.float32)
 
 
-def json_lens(meta, meta_path):
-    """The lens of a transforms json, as instant-ngp and nerfstudio write it: ``k1 k2 p1 p2``
-    (and ``k3``) for OpenCV's model; ``camera_model: OPENCV_FISHEYE`` or ``is_fisheye: true`` with
-    ``k1..k4`` for a fisheye. Returns a ``Distortion`` or None (no coefficients: a pinhole)."""
-    model = str(meta.get("camera_model", "OPENCV")).upper()
-    try:
-        c = {k: float(meta.get(k, 0.0)) for k in ("k1", "k2", "k3", "k4", "p1", "p2")}
-    except (TypeError, ValueError) as err:
-        raise UserError(f"{meta_path}: a distortion coefficient (k1..k4, p1, p2) is not a number ({err})") from None
-    if model == "OPENCV_FISHEYE" or meta.get("is_fisheye"):
-        return make_distortion("fisheye", [c["k1"], c["k2"], c["k3"], c["k4"]])
-    if model in ("PINHOLE", "SIMPLE_PINHOLE"):
-        return None
-    if model != "OPENCV":
-        raise UserError(f"{meta_path}: camera_model {model} is not supported: use PINHOLE, OPENCV or OPENCV_FISHEYE")
-    return make_distortion("opencv", [c["k1"], c["k2"], c["p1"], c["p2"], c["k3"]])
-
-
 class BlenderDataset(BaseDataset):
     """A Blender-format scene.
 
     ``transforms_{split}.json`` holds ``camera_angle_x`` (or ``fl_x``/``fl_y``/``cx``/``cy`` with
     ``w``/``h``, as instant-ngp writes) and ``frames`` of ``file_path`` + 4x4 ``transform_matrix``
     (camera-to-world, already in our OpenGL convention). Images are RGBA, composited on white.
-    A lens may be given with instant-ngp's and nerfstudio's keys (``json_lens``): every image of
+    A lens may be given with instant-ngp's and nerfstudio's keys (``datasets.distortion.distortion_from_json``): every image of
     the split is then seen through it (the turntable stays pinhole).
     Near and far are 2 and 6 (the scene lies within a radius-1.5 ball, cameras at distance 4).
     Split ``path``: a 120-view turntable around the object (``turntable``), without images.
@@ -92,7 +74,7 @@ class BlenderDataset(BaseDataset):
 
         paths = [_image_path(self.root_dir, fr["file_path"]) for fr in frames]
         self.K = self._intrinsics(meta, paths[0])
-        self.distortion = None if path_split else json_lens(meta, meta_path)
+        self.distortion = None if path_split else distortion_from_json(meta, os.path.basename(meta_path))
         self.poses = poses.astype(np.float32)
         self.image_names = [os.path.relpath(p, self.root_dir) for p in paths]
         self.near, self.far = near, far

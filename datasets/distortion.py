@@ -179,7 +179,7 @@ JSON_CAMERA_MODELS = ("PINHOLE", "SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL", "O
                       "OPENCV_FISHEYE")
 
 
-def distortion_from_json(meta):
+def distortion_from_json(meta, source="transforms.json"):
     """The ``Distortion`` (or None: a pinhole camera) that the keys of a ``transforms.json`` describe.
 
     Args:
@@ -189,10 +189,11 @@ def distortion_from_json(meta):
     SIMPLE_RADIAL, RADIAL): ``k1 k2 p1 p2`` (and ``k3``); FULL_OPENCV: ``k1 k2 p1 p2 k3 k4 k5 k6``;
     OPENCV_FISHEYE: ``k1 k2 k3 k4``. Without ``camera_model`` (instant-ngp): ``is_fisheye`` true
     means the fisheye model on ``k1..k4``, else OpenCV's on whichever of ``k1 k2 k3 p1 p2`` are
-    present. Missing keys are zeros; all zeros is None.
+    present. Missing keys are zeros; an OpenCV lens of all zeros is None (a pinhole).
     Raises UserError for an unknown ``camera_model`` (naming the accepted ones), a coefficient that
     is not a number, and a nonzero ``k4`` in an OPENCV camera (nerfstudio's r^8 term, which OpenCV's
-    model lacks).
+    model lacks); ``source`` names the file in those messages. A fisheye stays a fisheye without
+    coefficients (its projection is by the angle: ``make_distortion``).
     """
     def coeffs(names):
         out = []
@@ -202,7 +203,7 @@ def distortion_from_json(meta):
                 out.append(float(0.0 if value is None else value))
             except (TypeError, ValueError):
                 raise UserError(f"distortion coefficient '{name}' is {value!r}, not a number: fix it in "
-                                f"transforms.json") from None
+                                f"{source}") from None
         return np.array(out, dtype=np.float64)
 
     model = meta.get("camera_model")
@@ -210,18 +211,17 @@ def distortion_from_json(meta):
         model = "OPENCV_FISHEYE" if meta.get("is_fisheye") else "OPENCV"
     model = str(model).upper()
     if model not in JSON_CAMERA_MODELS:
-        raise UserError(f"camera_model '{meta.get('camera_model')}' is not supported: use one of "
+        raise UserError(f"{source}: camera_model '{meta.get('camera_model')}' is not supported: use one of "
                         f"{', '.join(JSON_CAMERA_MODELS)} (or undistort the images to PINHOLE first)")
     if model in ("PINHOLE", "SIMPLE_PINHOLE"):
         return None
     if model == "OPENCV_FISHEYE":
-        params = coeffs(("k1", "k2", "k3", "k4"))
-        return Distortion("fisheye", params) if np.any(params) else None
+        return make_distortion("fisheye", coeffs(("k1", "k2", "k3", "k4")))
     if model == "FULL_OPENCV":
         params = coeffs(("k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6"))
     else:
         if coeffs(("k4",))[0] != 0:
-            raise UserError(f"camera_model {model} with a nonzero k4 (an r^8 radial term OpenCV's model lacks): "
-                            "use FULL_OPENCV with k1..k6, or k1 k2 k3 p1 p2 only")
-        params = np.concatenate([coeffs(("k1", "k2", "p1", "p2", "k3")), np.zeros(3)])
-    return Distortion("opencv", params) if np.any(params) else None
+            raise UserError(f"{source}: camera_model {model} with a nonzero k4 (an r^8 radial term OpenCV's model "
+                            "lacks): use FULL_OPENCV with k1..k6, or k1 k2 k3 p1 p2 only")
+        params = coeffs(("k1", "k2", "p1", "p2", "k3"))
+    return make_distortion("opencv", params)

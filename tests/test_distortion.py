@@ -177,7 +177,7 @@ def test_blender_json_lens_keys(lens_scene, tmp_path):
     fish = BlenderDataset(str(scene), split="val", img_wh=(32, 32))
     assert fish.distortion.model == "fisheye" and fish.distortion.params[0] == 0.01
     meta_path.write_text(json.dumps({**meta, "camera_model": "FOV"}))
-    with pytest.raises(UserError, match="transforms_val.json: camera_model FOV is not supported"):
+    with pytest.raises(UserError, match="transforms_val.json: camera_model 'FOV' is not supported"):
         BlenderDataset(str(scene), split="val", img_wh=(32, 32))
     del meta["camera_model"], meta["k3"], meta["k4"]
     meta_path.write_text(json.dumps({**meta, "is_fisheye": True}))  # instant-ngp's way of saying it
