@@ -15,7 +15,7 @@ manager is the plain one (no loader process beside the trainer: the compared run
 to itself, as ours does).
 
 Every ``--eval_every`` seconds of training (and at 0 and at the end) it renders each held-out view
-to ``RUN_DIR/tSSSSSS/NAME.png`` and appends ``{"t", "step", "dir"}`` to ``RUN_DIR/measures.jsonl``;
+to ``RUN_DIR/mNNN/NAME.png`` (NNN: the measurement's number) and appends ``{"t", "step", "dir"}`` to ``RUN_DIR/measures.jsonl``;
 rendering time is not counted. ``RUN_DIR/run.json`` says what ran.
 """
 import argparse
@@ -77,9 +77,9 @@ def nerfacto_config(a):
     return config
 
 
-def save_frames(pipeline, names, out_dir, t, step, device):
-    """Render every held-out camera; write ``out_dir/tSSSSSS/NAME.png``; log the measurement."""
-    sub = f"t{int(round(t)):06d}"
+def save_frames(pipeline, names, out_dir, index, t, step, device):
+    """Render every held-out camera; write ``out_dir/mNNN/NAME.png`` (NNN: ``index``); log the measurement."""
+    sub = f"m{index:03d}"  # by number: two measurements can fall in the same second
     os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
     cameras = pipeline.datamanager.eval_dataset.cameras
     pipeline.eval()
@@ -112,12 +112,14 @@ def main():
     names = [Path(p).stem + ".png" for p in pipeline.datamanager.eval_dataset._dataparser_outputs.image_filenames]
     with open(os.path.join(a.out, "run.json"), "w") as f:
         json.dump({"method": "nerfacto", "rays": a.rays, "nerfstudio": importlib.metadata.version("nerfstudio"),
-                   "held_out": names, "n_train": len(pipeline.datamanager.train_dataset)}, f)
+                   "held_out": names, "n_train": len(pipeline.datamanager.train_dataset), "device": a.device,
+                   "threads": a.threads}, f)
 
-    budget, clock, step, next_eval = a.minutes * 60, 0.0, 0, 0.0
+    budget, clock, step, next_eval, n_measured = a.minutes * 60, 0.0, 0, 0.0, 0
     while True:
         if clock >= next_eval or clock >= budget:
-            save_frames(pipeline, names, a.out, clock, step, device)
+            save_frames(pipeline, names, a.out, n_measured, clock, step, device)
+            n_measured += 1
             next_eval += a.eval_every
             if clock >= budget:
                 return

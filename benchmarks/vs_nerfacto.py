@@ -30,8 +30,10 @@ Every ``--eval_every`` seconds of training (and at 0 and at the end) each run re
 view to a PNG file; rendering is not counted as training time. Then ONE scorer (``metrics.psnr`` and
 ``metrics.ssim``) scores every run's frames against the same ground truth, so the figures are
 comparable. Writes ``--out`` (JSON lines: method, rays per batch, minute, step, mean/worst PSNR,
-SSIM, PSNR per view), a PSNR-vs-minutes plot beside it (``.png``), the frames and the nerfstudio
-scene under ``--work`` (default: beside ``--out``, ``{name}_work/``), and prints a table.
+SSIM, PSNR per view), beside it a PSNR-vs-minutes plot (``.png``) and the last frames of the
+first, middle and last held-out views next to the ground truth (``_frames.png``), keeps every
+frame and the nerfstudio scene under ``--work`` (default: beside ``--out``, ``{name}_work/``), and
+prints a table.
 """
 import argparse
 import json
@@ -78,6 +80,7 @@ def parse(argv=None):
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "vs_nerfacto_beer.jsonl"))
     p.add_argument("--work", help="frames and the nerfstudio scene (default: beside --out, NAME_work)")
     p.add_argument("--venv", default=DEFAULT_VENV, help="nerfstudio's own venv (made on first use)")
+    p.add_argument("--score_only", action="store_true", help="train nothing: score the runs already in --work")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if not a.out.endswith(".jsonl"):
@@ -156,8 +159,11 @@ def ours_worker(a, run_dir):
     os.makedirs(run_dir, exist_ok=True)
     W, H = a.img_wh
 
+    measured = []
+
     def on_measure(line, frames, test):
-        sub = f"t{int(round(line['t'])):06d}"
+        sub = f"m{len(measured):03d}"  # by number: two measurements can fall in the same second
+        measured.append(sub)
         os.makedirs(os.path.join(run_dir, sub), exist_ok=True)
         for (rgb, _), image_name in zip(frames, test.image_names):
             write_png(os.path.join(run_dir, sub, frame_name(image_name)), rgb.view(H, W, 3))
@@ -167,7 +173,8 @@ def ours_worker(a, run_dir):
     gpus = "1" if a.device == "cuda" else "0"
     h = get_opts([*scene_flags(a).split(), "--num_gpus", gpus, *a.ours_flags.split()])
     with open(os.path.join(run_dir, "run.json"), "w") as f:
-        json.dump({"method": "ours", "rays": h.batch_size, "flags": a.ours_flags}, f)
+        json.dump({"method": "ours", "rays": h.batch_size, "flags": a.ours_flags, "device": a.device,
+                   "threads": a.threads}, f)
     cq = types.SimpleNamespace(scene=scene_flags(a), minutes=a.minutes, threads=a.threads, eval_every=a.eval_every,
                                out_dir=run_dir, tag="train_log", device=a.device)
     capture_quality.train_variant(cq, "ours", a.ours_flags, on_measure=on_measure)
@@ -227,6 +234,26 @@ def score_run(run_dir, test):
     return rows
 
 
+def frames_figure(test, run_dirs, labels, path):
+    """One PNG: a row per held-out view (first, middle, last): ground truth | each run's last frame."""
+    import imageio.v2 as imageio
+
+    from utils.visualization import image_strip
+
+    W, H = test.img_wh
+    last = []
+    for run_dir in run_dirs:
+        with open(os.path.join(run_dir, MEASURES)) as f:
+            last.append(os.path.join(run_dir, [json.loads(line) for line in f if line.strip()][-1]["dir"]))
+    rows = []
+    for i in sorted({0, len(test.image_names) // 2, len(test.image_names) - 1}):
+        name = frame_name(test.image_names[i])
+        row = [to_uint8(test.rgbs[i].view(H, W, 3))] + [imageio.imread(os.path.join(d, name))[..., :3] for d in last]
+        rows.append(image_strip(*row))
+    imageio.imwrite(path, np.concatenate(rows, 0))
+    print(f"frames: ground truth | {' | '.join(labels)} (last measurement)")
+
+
 def run_label(info):
     return "ours" if info["method"] == "ours" else f"nerfacto_{info['rays']}"
 
@@ -242,7 +269,7 @@ def report(a, test, run_dirs):
                          "step": r["step"], "psnr": round(r["psnr"], 3), "psnr_min": round(r["psnr_min"], 3),
                          "ssim": round(r["ssim"], 4), "psnr_views": [round(x, 2) for x in r["psnr_views"]],
                          "scene": os.path.basename(os.path.normpath(a.scene)), "img_wh": list(a.img_wh),
-                         "device": a.device, "threads": a.threads})
+                         "device": info.get("device", a.device), "threads": info.get("threads", a.threads)})
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out + ".partial", "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
@@ -251,9 +278,12 @@ def report(a, test, run_dirs):
     for r in rows:
         curves.setdefault(run_label(r), []).append((r["minute"], r["psnr"]))
     W, H = a.img_wh
-    where = f"{a.threads} CPU threads" if a.device == "cpu" else "GPU"
+    where = f"{rows[0]['threads']} CPU threads" if rows and rows[0]["device"] == "cpu" else "GPU"
+    if rows and {(r["device"], r["threads"]) for r in rows} != {(rows[0]["device"], rows[0]["threads"])}:
+        where = "runs on different devices or threads"
     plot_psnr_curves(curves, a.out[: -len(".jsonl")] + ".png", xlabel=f"training minutes ({where})",
                      title=f"{os.path.basename(os.path.normpath(a.scene))} {W}x{H}, {len(test.image_names)} held-out views")
+    frames_figure(test, run_dirs, list(dict.fromkeys(run_label(r) for r in rows)), a.out[: -len(".jsonl")] + "_frames.png")
     print(f"{'run':<16}{'minute':>8}{'step':>8}{'PSNR':>8}{'worst':>8}{'SSIM':>8}")
     for r in rows:
         print(f"{run_label(r):<16}{r['minute']:>8.2f}{r['step']:>8}{r['psnr']:>8.2f}{r['psnr_min']:>8.2f}{r['ssim']:>8.3f}")
@@ -267,6 +297,13 @@ def main(argv=None):
         ours_worker(a, os.path.join(a.work, "ours"))
         return
     train, test = split_datasets(a)  # checks the scene and --img_wh before anything runs
+    if a.score_only:
+        runs = sorted(d.path for d in os.scandir(a.work) if os.path.isfile(os.path.join(d.path, MEASURES))) \
+            if os.path.isdir(a.work) else []
+        if not runs:
+            raise UserError(f"--score_only: no run in --work {a.work}: run without --score_only first")
+        report(a, test, sorted(runs, key=lambda d: os.path.basename(d) != "ours"))  # ours first, as a full run
+        return
     python = ensure_nerfstudio(a.venv) if "nerfacto" in a.methods else None
     if os.path.isdir(a.work):
         shutil.rmtree(a.work)  # the frames of an earlier run would be scored again

@@ -50,8 +50,11 @@ def test_ours_side_is_scored_from_its_frames(beer_dir, tmp_path):
     assert [r["step"] for r in rows] == [r["step"] for r in logged]
     for r, m in zip(rows, logged):
         assert r["psnr"] == pytest.approx(m["psnr"], abs=0.05)
-    assert (tmp_path / "vs.png").stat().st_size > 1000
+    assert (tmp_path / "vs.png").stat().st_size > 1000 and (tmp_path / "vs_frames.png").is_file()
     assert "PSNR" in proc.stdout and "ours" in proc.stdout
+    out.unlink()  # --score_only scores the frames already there again, training nothing
+    run_script("benchmarks/vs_nerfacto.py", "--scene", beer_dir, "--img_wh", 9, 16, "--score_only", "--out", out)
+    assert [json.loads(line) for line in out.read_text().splitlines()] == rows
 
 
 @pytest.mark.parametrize("flags,message", [
@@ -63,6 +66,12 @@ def test_bad_flags_name_the_flag(tmp_path, flags, message):
     proc = run_script("benchmarks/vs_nerfacto.py", "--out", tmp_path / "r.jsonl", *flags, check=False, cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_score_only_without_runs_says_so(beer_dir, tmp_path):
+    proc = run_script("benchmarks/vs_nerfacto.py", "--scene", beer_dir, "--img_wh", 9, 16, "--score_only",
+                      "--out", tmp_path / "r.jsonl", check=False)
+    assert proc.returncode == 2 and "no run in --work" in proc.stderr and not list(tmp_path.iterdir())
 
 
 def test_nerfacto_side_when_its_venv_is_installed(beer_dir, tmp_path):
