@@ -74,12 +74,53 @@ def test_score_only_without_runs_says_so(beer_dir, tmp_path):
     assert proc.returncode == 2 and "no run in --work" in proc.stderr and not list(tmp_path.iterdir())
 
 
-def test_nerfacto_side_when_its_venv_is_installed(beer_dir, tmp_path):
+def nerfstudio_venv():
+    """nerfstudio's venv where vs_nerfacto.py made it (or $NERF_PL_NERFSTUDIO_VENV); skip when absent."""
     from benchmarks.vs_nerfacto import DEFAULT_VENV, VENV_READY
 
     venv = os.environ.get("NERF_PL_NERFSTUDIO_VENV", DEFAULT_VENV)
     if not os.path.isfile(os.path.join(venv, VENV_READY)):
         pytest.skip(f"nerfstudio's venv is not installed at {venv} (benchmarks/vs_nerfacto.py makes it on first use)")
+    return venv
+
+
+# run by nerfstudio's python: a held-out camera's rays, taken back to the frame of transforms.json
+NERFSTUDIO_RAYS = """
+import sys
+from pathlib import Path
+import numpy as np
+from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+out = NerfstudioDataParserConfig(data=Path(sys.argv[1]), downscale_factor=1).setup().get_dataparser_outputs("val")
+i = int(sys.argv[2])
+rays = out.cameras.generate_rays(camera_indices=i)
+T, s = out.dataparser_transform.numpy(), out.dataparser_scale
+o, d = rays.origins.reshape(-1, 3).numpy(), rays.directions.reshape(-1, 3).numpy()
+np.savez(sys.argv[3], name=str(out.image_filenames[i]), origins=(o / s - T[:, 3]) @ T[:, :3], directions=d @ T[:, :3])
+"""
+
+
+def test_nerfstudio_casts_our_rays_through_the_held_out_views(beer_dir, tmp_path):
+    import subprocess
+
+    from benchmarks.vs_nerfacto import export_nerfstudio_scene, frame_name, parse, split_datasets, venv_python
+
+    venv = nerfstudio_venv()
+    a = parse(["--scene", str(beer_dir), "--img_wh", "18", "32", "--out", str(tmp_path / "r.jsonl")])
+    train, test = split_datasets(a)
+    export_nerfstudio_scene(train, test, str(tmp_path / "ns"))
+    i = 3
+    subprocess.run([venv_python(venv), "-W", "ignore", "-c", NERFSTUDIO_RAYS, str(tmp_path / "ns"), str(i),
+                    str(tmp_path / "rays.npz")], check=True, capture_output=True, env={"PATH": os.environ["PATH"]})
+    theirs = np.load(tmp_path / "rays.npz")
+    assert os.path.basename(str(theirs["name"])) == frame_name(test.image_names[i])
+    ours = test.rays(i)
+    unit = ours.directions / ours.directions.norm(dim=-1, keepdim=True)
+    assert np.allclose(theirs["origins"], ours.origins.numpy(), atol=1e-5)
+    assert np.allclose(theirs["directions"], unit.numpy(), atol=1e-5)  # the same pixel centres, the same camera
+
+
+def test_nerfacto_side_when_its_venv_is_installed(beer_dir, tmp_path):
+    venv = nerfstudio_venv()
     out = tmp_path / "vs.jsonl"
     run_script("benchmarks/vs_nerfacto.py", "--scene", beer_dir, "--img_wh", 9, 16, "--methods", "nerfacto",
                "--rays", 256, "--minutes", 0.01, "--eval_every", 60, "--threads", 1, "--venv", venv, "--out", out)
