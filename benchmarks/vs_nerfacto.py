@@ -196,8 +196,10 @@ def ensure_nerfstudio(venv):
         subprocess.run([sys.executable, "-m", "venv", "--clear", venv], check=True)
     pip = subprocess.run([venv_python(venv), "-m", "pip", "install", "-q", NERFSTUDIO], capture_output=True, text=True)
     if pip.returncode != 0:
-        tail = (pip.stderr or pip.stdout).strip().splitlines()[-1:] or [""]
-        raise UserError(f"pip install {NERFSTUDIO} into --venv {venv} failed ({tail[0]}): check PyPI is reachable")
+        # pip's last ERROR line says why; its notes about local mirrors lacking a package do not
+        lines = [x for x in (pip.stderr + pip.stdout).splitlines() if x.strip() and "is ignored: it is neither" not in x]
+        why = next((x for x in reversed(lines) if x.startswith("ERROR")), lines[-1] if lines else "no output")
+        raise UserError(f"pip install {NERFSTUDIO} into --venv {venv} failed ({why.strip()}): check PyPI is reachable")
     open(os.path.join(venv, VENV_READY), "w").close()
     return venv_python(venv)
 

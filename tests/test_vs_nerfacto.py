@@ -74,6 +74,20 @@ def test_score_only_without_runs_says_so(beer_dir, tmp_path):
     assert proc.returncode == 2 and "no run in --work" in proc.stderr and not list(tmp_path.iterdir())
 
 
+def test_failed_nerfstudio_install_is_one_line_and_writes_nothing(beer_dir, tmp_path):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text("#!/bin/sh\necho 'ERROR: No matching distribution found' >&2\nexit 1\n")
+    (venv / "bin" / "python").chmod(0o755)
+    out = tmp_path / "out" / "r.jsonl"
+    proc = run_script("benchmarks/vs_nerfacto.py", "--scene", beer_dir, "--img_wh", 9, 16, "--methods", "nerfacto",
+                      "--venv", venv, "--out", out, check=False)
+    assert proc.returncode == 2 and "pip install nerfstudio==1.1.5" in proc.stderr and "No matching" in proc.stderr
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]  # (the reader's progress bar aside)
+    assert len(errors) == 1 and proc.stderr.strip().splitlines()[-1] == errors[0]
+    assert not (tmp_path / "out").exists() and not (venv / ".nerf_pl_ready").exists()
+
+
 def nerfstudio_venv():
     """nerfstudio's venv where vs_nerfacto.py made it (or $NERF_PL_NERFSTUDIO_VENV); skip when absent."""
     from benchmarks.vs_nerfacto import DEFAULT_VENV, VENV_READY
