@@ -307,9 +307,10 @@ def main(argv=None):
         report(a, test, sorted(runs, key=lambda d: os.path.basename(d) != "ours"))  # ours first, as a full run
         return
     python = ensure_nerfstudio(a.venv) if "nerfacto" in a.methods else None
-    if os.path.isdir(a.work):
-        shutil.rmtree(a.work)  # the frames of an earlier run would be scored again
-    os.makedirs(a.work)
+    os.makedirs(a.work, exist_ok=True)
+    for d in os.scandir(a.work):  # an earlier run's frames would be scored again: only what this script wrote goes
+        if d.is_dir() and (d.name in ("ours", "nerfstudio_scene") or d.name.startswith("nerfacto_")):
+            shutil.rmtree(d.path)
     run_dirs = []
     if "ours" in a.methods:  # a process of its own, as nerfacto's: each run has the cores to itself
         subprocess.run([sys.executable, os.path.abspath(__file__), *(argv or sys.argv[1:]), "--worker", "ours"],
