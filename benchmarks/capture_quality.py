@@ -72,7 +72,7 @@ def evaluate(fields, h, views, white_back, device=torch.device("cpu"), amp=conte
             out = render_chunked(fields, v["rays"].to(device), chunk=h.chunk, to_cpu=True, **kw)
             pred, gt = out["rgb"].view(H, W, 3).float(), v["rgbs"].view(H, W, 3)
             scores.append((psnr(pred, gt).item(), ssim(pred, gt).item()))
-            frames.append((pred, out["depth"].view(H, W)))
+            frames.append((pred, out["depth"].view(H, W).float()))  # float: bf16 under autocast has no numpy
     return scores, frames
 
 
