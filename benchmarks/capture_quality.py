@@ -18,6 +18,7 @@ stopped early keeps what it measured), ``{tag}.png`` (PSNR against minutes) and 
 depth coloured by inverse depth).
 """
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -61,28 +62,37 @@ def variant_flags(flags):
     return flags.replace("TINY", TINY).split()
 
 
-def evaluate(fields, h, views, white_back):
-    """PSNR and SSIM of each held-out view, and the renders ``(H, W, 3)`` / depths ``(H, W)``."""
+def evaluate(fields, h, views, white_back, device=torch.device("cpu"), amp=contextlib.nullcontext()):
+    """PSNR and SSIM of each held-out view, and the renders ``(H, W, 3)`` / depths ``(H, W)`` (on the CPU)."""
     kw = train_render_kwargs(h, white_back, train=False)
     W, H = views[0]["img_wh"]
     scores, frames = [], []
-    with torch.no_grad():
+    with torch.no_grad(), amp:
         for v in views:
-            out = render_chunked(fields, v["rays"], chunk=h.chunk, **kw)
+            out = render_chunked(fields, v["rays"].to(device), chunk=h.chunk, to_cpu=True, **kw)
             pred, gt = out["rgb"].view(H, W, 3).float(), v["rgbs"].view(H, W, 3)
             scores.append((psnr(pred, gt).item(), ssim(pred, gt).item()))
-            frames.append((pred, out["depth"].view(H, W)))
+            frames.append((pred, out["depth"].view(H, W).float()))  # float: bf16 under autocast has no numpy
     return scores, frames
 
 
-def train_variant(a, name, flags):
-    """Train one variant for ``a.minutes``; append one JSON line per measurement; save final frames."""
+def train_variant(a, name, flags, on_measure=None):
+    """Train one variant for ``a.minutes``; append one JSON line per measurement; save final frames.
+
+    ``a.device`` (optional, default cpu): where it trains (cuda: train.py's GPU preset, bf16 autocast
+    for ``--fast``). ``on_measure(line, frames, test)``, when given, is called at each measurement
+    with the JSON line's dict, the frames of ``evaluate`` and the ``test`` dataset.
+    """
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    h = get_opts([*a.scene.split(), "--num_gpus", "0", "--max_time", str(a.minutes), *variant_flags(flags)])
+    device = torch.device(getattr(a, "device", "cpu"))
+    gpus = "1" if device.type == "cuda" else "0"
+    h = get_opts([*a.scene.split(), "--num_gpus", gpus, "--max_time", str(a.minutes), *variant_flags(flags)])
     train, test = make_dataset(h, "train"), make_dataset(h, "test")
     views = [dict(test[i], img_wh=test.img_wh) for i in range(len(test))]
-    fields = training_fields(h, train, torch.device("cpu"))
+    fields = training_fields(h, train, device)
+    on_gpu_bf16 = device.type == "cuda" and str(h.precision).startswith("bf16")
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if on_gpu_bf16 else contextlib.nullcontext()
     budget = a.minutes * 60
     clock, step, samples = 0.0, 0, []
     opt = get_optimizer(h, list(fields.values()))
@@ -94,7 +104,7 @@ def train_variant(a, name, flags):
     grid = fields.get("occupancy")
     while True:
         if clock >= next_eval or clock >= budget or step >= h.max_steps > 0:
-            scores, frames = evaluate(fields, h, views, train.white_back)
+            scores, frames = evaluate(fields, h, views, train.white_back, device, amp)
             p = [s[0] for s in scores]
             line = json.dumps({"variant": name, "flags": flags, "t": round(clock, 1), "step": step,
                                "psnr": round(float(np.mean(p)), 3), "psnr_min": round(min(p), 3),
@@ -106,6 +116,8 @@ def train_variant(a, name, flags):
             print(line, flush=True)
             with open(os.path.join(a.out_dir, f"{a.tag}.jsonl"), "a") as f:
                 f.write(line + "\n")
+            if on_measure is not None:
+                on_measure(json.loads(line), frames, test)
             next_eval += a.eval_every
             if clock >= budget or step >= h.max_steps > 0:
                 torch.save({"frames": [(to_uint8(rgb), d.numpy()) for rgb, d in frames],
@@ -113,10 +125,11 @@ def train_variant(a, name, flags):
                            os.path.join(a.out_dir, f"{a.tag}_{name}.pt"))
                 return
         t0 = time.perf_counter()
-        batch = train[next(batches)]
+        batch = train[next(batches).to(device)]
         if grid is not None:
             grid.update(step, fields["coarse"].query_density)
-        results = render_rays(fields, batch["rays"], **kw)
+        with amp:
+            results = render_rays(fields, batch["rays"], **kw)
         loss = loss_fn(results, batch["rgbs"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -126,6 +139,8 @@ def train_variant(a, name, flags):
             sched.step()
         if "n_samples" in results:
             samples.append(results["n_samples"].item() / len(batch["rgbs"]))
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # count the step's GPU work, not only its launch
         clock += time.perf_counter() - t0
 
 
