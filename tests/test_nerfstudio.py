@@ -310,14 +310,14 @@ def as_blender(ns_dir, out):
     return out
 
 
-LEARN = [*TINY, "--img_wh", 32, 32, "--max_steps", 200, "--lr", "2e-3", "--decay_step", 1000, "--noise_std", 0,
+LEARN = [*TINY, "--img_wh", 32, 32, "--max_steps", 140, "--lr", "2e-3", "--decay_step", 1000, "--noise_std", 0,
          "--val_num", 5]
 
 
 def test_learns_like_the_same_scene_in_blender_format(ns_dir, tmp_path):
     """No --dataset_name: the folder says nerfstudio. A tiny model on the nerfstudio scene scores on its held-out
     views about what it scores on the same photos and cameras as a Blender scene (near/far 2-6 there, from the
-    cameras here), and eval.py renders and scores from the checkpoint alone."""
+    cameras here), and eval.py renders and scores from the checkpoint alone. 140 steps = 4 epochs of 35 images."""
     blender = as_blender(ns_dir, tmp_path / "blender")
     proc = run_script("train.py", "--root_dir", ns_dir, "--white_back", 1, *LEARN, "--exp_name", "ns", cwd=tmp_path)
     assert f"dataset: nerfstudio (transforms.json in {ns_dir}" in proc.stdout
@@ -332,7 +332,7 @@ def test_learns_like_the_same_scene_in_blender_format(ns_dir, tmp_path):
         scores[exp] = metrics["psnr"]
     info = json.loads((tmp_path / "ns" / "render_info.json").read_text())
     assert info["dataset_name"] == "nerfstudio" and info["image_names"][0] == "images_2/frame_00001.png"
-    print(f"held-out PSNR after 200 steps: nerfstudio format {scores['ns']:.2f} dB, "
+    print(f"held-out PSNR after 140 steps: nerfstudio format {scores['ns']:.2f} dB, "
           f"Blender format {scores['bl']:.2f} dB")
     assert scores["ns"] > 17.0 and scores["ns"] > scores["bl"] - 1.0, scores
 
