@@ -334,7 +334,8 @@ def test_learns_like_the_same_scene_in_blender_format(ns_dir, tmp_path):
     assert info["dataset_name"] == "nerfstudio" and info["image_names"][0] == "images_2/frame_00001.png"
     print(f"held-out PSNR after 140 steps: nerfstudio format {scores['ns']:.2f} dB, "
           f"Blender format {scores['bl']:.2f} dB")
-    assert scores["ns"] > 17.0 and scores["ns"] > scores["bl"] - 1.0, scores
+    # measured on 2 CPU cores (runs are deterministic there): 18.74 dB vs 19.65 dB (at 200 steps 20.6 dB for both)
+    assert scores["ns"] > 17.5 and scores["ns"] > scores["bl"] - 1.5, scores
 
 
 FAST_CPU = ["--fast", "--num_gpus", 0, "--batch_size", 1024, "--grid_resolution", 32, "--hash_levels", 8,
