@@ -356,7 +356,7 @@ def test_fast_trains_inside_the_box_the_cameras_look_at(ns_dir, tmp_path):
     val, _ = scalars(tmp_path, "fast", "val/psnr")
     white = float(np.mean([-10 * np.log10(((1 - ds.rgbs[i]) ** 2).mean()) for i in range(len(ds))]))
     print(f"--fast, 150 steps: val PSNR {val[-1]:.2f} dB (white {white:.2f} dB)")
-    assert val[-1] > white + 6
+    assert val[-1] > white + 9  # measured: 21.77 dB, white 9.52 dB
 
 
 def test_unbounded_capture_commands(tmp_path):
