@@ -3,8 +3,10 @@
     python imgs2poses.py SCENE_DIR [--matcher auto|exhaustive|sequential] [--downscale 2] [--overwrite]
     python imgs2poses.py SCENE_DIR --video clip.mp4 [--num_frames 150] [--downscale 2]
 
-reads the photos in ``SCENE_DIR/images`` and writes ``SCENE_DIR/sparse/0`` (a COLMAP model) and
-``SCENE_DIR/poses_bounds.npy`` (LLFF format), using pycolmap on the CPU: no COLMAP build needed.
+reads the photos in ``SCENE_DIR/images`` and writes ``SCENE_DIR/sparse/0`` (a COLMAP model),
+``SCENE_DIR/poses_bounds.npy`` (LLFF format) and ``SCENE_DIR/transforms.json`` + ``sparse_pc.ply``
+(nerfstudio's format, for nerfstudio, instant-ngp and splatting trainers), using pycolmap on the CPU:
+no COLMAP build needed.
 With ``--video``, the photos are first taken from the clip: the sharpest frame of each of
 ``--num_frames`` equal stretches of it, upright (a phone's rotation tag is honoured), written as
 ``SCENE_DIR/images/frame_00001.jpg ...``; SfM then matches each frame with its neighbours. Nothing
@@ -42,7 +44,8 @@ def get_parser():
                         help="one camera per photo instead of one shared camera (photos from different devices)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the mapper")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace existing sparse/0 and poses_bounds.npy (with --video, images/ too)")
+                        help="replace existing sparse/0, poses_bounds.npy and transforms.json (with --video, "
+                             "images/ too)")
     parser.add_argument("--verbose", action="store_true", help="show COLMAP's own log")
     return parser
 

@@ -310,14 +310,14 @@ def as_blender(ns_dir, out):
     return out
 
 
-LEARN = [*TINY, "--img_wh", 32, 32, "--max_steps", 200, "--lr", "2e-3", "--decay_step", 1000, "--noise_std", 0,
+LEARN = [*TINY, "--img_wh", 32, 32, "--max_steps", 140, "--lr", "2e-3", "--decay_step", 1000, "--noise_std", 0,
          "--val_num", 5]
 
 
 def test_learns_like_the_same_scene_in_blender_format(ns_dir, tmp_path):
     """No --dataset_name: the folder says nerfstudio. A tiny model on the nerfstudio scene scores on its held-out
     views about what it scores on the same photos and cameras as a Blender scene (near/far 2-6 there, from the
-    cameras here), and eval.py renders and scores from the checkpoint alone."""
+    cameras here), and eval.py renders and scores from the checkpoint alone. 140 steps = 4 epochs of 35 images."""
     blender = as_blender(ns_dir, tmp_path / "blender")
     proc = run_script("train.py", "--root_dir", ns_dir, "--white_back", 1, *LEARN, "--exp_name", "ns", cwd=tmp_path)
     assert f"dataset: nerfstudio (transforms.json in {ns_dir}" in proc.stdout
@@ -332,9 +332,10 @@ def test_learns_like_the_same_scene_in_blender_format(ns_dir, tmp_path):
         scores[exp] = metrics["psnr"]
     info = json.loads((tmp_path / "ns" / "render_info.json").read_text())
     assert info["dataset_name"] == "nerfstudio" and info["image_names"][0] == "images_2/frame_00001.png"
-    print(f"held-out PSNR after 200 steps: nerfstudio format {scores['ns']:.2f} dB, "
+    print(f"held-out PSNR after 140 steps: nerfstudio format {scores['ns']:.2f} dB, "
           f"Blender format {scores['bl']:.2f} dB")
-    assert scores["ns"] > 17.0 and scores["ns"] > scores["bl"] - 1.0, scores
+    # measured on 2 CPU cores (runs are deterministic there): 18.74 dB vs 19.65 dB (20.45 after 210 vs 20.61 after 200)
+    assert scores["ns"] > 17.5 and scores["ns"] > scores["bl"] - 1.5, scores
 
 
 FAST_CPU = ["--fast", "--num_gpus", 0, "--batch_size", 1024, "--grid_resolution", 32, "--hash_levels", 8,
@@ -355,7 +356,7 @@ def test_fast_trains_inside_the_box_the_cameras_look_at(ns_dir, tmp_path):
     val, _ = scalars(tmp_path, "fast", "val/psnr")
     white = float(np.mean([-10 * np.log10(((1 - ds.rgbs[i]) ** 2).mean()) for i in range(len(ds))]))
     print(f"--fast, 150 steps: val PSNR {val[-1]:.2f} dB (white {white:.2f} dB)")
-    assert val[-1] > white + 6
+    assert val[-1] > white + 9  # measured: 21.77 dB, white 9.52 dB
 
 
 def test_unbounded_capture_commands(tmp_path):
