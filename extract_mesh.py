@@ -2,10 +2,17 @@
 
     python extract_mesh.py --ckpt_path ckpts/lego/last.ckpt --N_grid 256 --sigma_threshold 20 \
         [--x_range -1.2 1.2 ...] [--format ply obj glb] [--export_volume] [--preview_only]
+    python extract_mesh.py --ckpt_path ckpts/lego/last.ckpt --method tsdf [--tsdf_voxel 0.01]
+
+``--method mc`` (default): marching cubes on the density lattice, colours from the training images.
+``--method tsdf``: depth and colour rendered from the training cameras fused into a TSDF volume
+(``export/tsdf.py``), the largest piece kept.
 
 Writes ``results/{dataset_name}/{scene_name}/{scene_name}.ply`` (or ``--out``), always with
 ``{scene_name}_density.png``, a preview of the density to choose the threshold and ranges by.
-Scene and model flags not typed on the command line come from the checkpoint.
+Scene and model flags not typed on the command line come from the checkpoint. Files appear
+whole or not at all: they are written into a hidden staging folder and renamed into place at the
+end, the meshes last (an interrupted run leaves no file a later run could take for finished).
 """
 import os
 
@@ -18,16 +25,19 @@ from models import load_model
 from models.rendering import eval_render_kwargs
 from opt import check_opts, get_parser, parse_args
 from utils.errors import UserError, cli_main
+from utils.io import staged_files
 
 # mesh
 from export.mesh import (MESH_FORMATS, check_ranges, check_scene_bounds, density_lattice, keep_large_components,
                          marching_cubes, scene_bounds_hint, vertex_normals, write_mesh)
 from export.mesh_color import fuse_view_colors, normal_colors, pick_views, shell_thickness, without_haze
+from export.tsdf import default_voxel, render_and_fuse, tsdf_resolution
 from export.volume import (density_preview, format_stats, save_preview_png, sigma_stats, suggest_threshold,
                            volume_lattice, write_volume)
 
 
 OCCLUDER_FRACTION = 0.5  # visibility rays ignore density below this fraction of --sigma_threshold
+MAX_TSDF_RESOLUTION = 512  # voxels per side: a dense 512^3 volume is about 2.7 GB
 
 
 def build_parser():
@@ -35,6 +45,9 @@ def build_parser():
     m = parser.add_argument_group("mesh")
     m.add_argument("--ckpt_path", type=str, required=True, help="checkpoint (or weights-only file) to load")
     m.add_argument("--scene_name", type=str, default=None, help="output name (None: the scene folder's name)")
+    m.add_argument("--method", type=str, default="mc", choices=("mc", "tsdf"),
+                   help="mc: marching cubes on the density; tsdf: fuse rendered depth and colour from the "
+                        "training cameras into a TSDF volume")
     m.add_argument("--N_grid", type=int, default=256, help="lattice size per axis for marching cubes")
     for a in "xyz":
         m.add_argument(f"--{a}_range", nargs=2, type=float, default=[-1.2, 1.2], metavar=("LOW", "HIGH"),
@@ -47,13 +60,20 @@ def build_parser():
     m.add_argument("--occ_margin", type=float, default=None,
                    help="visibility rays stop this far (scene units) in front of the vertex "
                         "(None: per vertex, 2 voxels beyond the soft shell measured along its normal)")
-    m.add_argument("--n_views", type=int, default=30, help="training views used for colours (0: all)")
+    m.add_argument("--n_views", type=int, default=30,
+                   help="training views used for colours (mc) or rendered and fused (tsdf), evenly picked (0: all)")
+    m.add_argument("--tsdf_voxel", type=float, default=None,
+                   help="--method tsdf: voxel size in scene units (None: the box diagonal / 256); the signed "
+                        "distance is truncated at 4 voxels")
+    m.add_argument("--tsdf_min_opacity", type=float, default=0.5,
+                   help="--method tsdf: pixels rendered less opaque than this are not fused (empty space, soft edges)")
     m.add_argument("--use_vertex_normal", action="store_true",
                    help="colour vertices by rendering along their normals instead of from the training images")
     m.add_argument("--near_t", type=float, default=1.0,
                    help="with --use_vertex_normal: the ray starts this far (scene units) outside the vertex")
-    m.add_argument("--min_cluster_frac", type=float, default=0.05,
-                   help="drop connected pieces with fewer triangles than this fraction of the largest (1: largest only)")
+    m.add_argument("--min_cluster_frac", type=float, default=None,
+                   help="drop connected pieces with fewer triangles than this fraction of the largest "
+                        "(1: largest only; None: 0.05 for mc, 1 for tsdf)")
     m.add_argument("--format", nargs="+", choices=MESH_FORMATS, default=["ply"], help="mesh file formats")
     m.add_argument("--out", type=str, default=None,
                    help="mesh path (None: results/{dataset_name}/{scene_name}/{scene_name}.ply)")
@@ -83,6 +103,8 @@ def check_flags(args):
     for name in ("N_grid", "preview_N", "volume_N"):
         if getattr(args, name) < 8:
             raise UserError(f"--{name} must be at least 8, got {getattr(args, name)}")
+    if args.min_cluster_frac is None:
+        args.min_cluster_frac = 1.0 if args.method == "tsdf" else 0.05
     if not 0 <= args.min_cluster_frac <= 1:
         raise UserError(f"--min_cluster_frac must be in [0, 1], got {args.min_cluster_frac}")
     if not args.sigma_threshold > 0:
@@ -91,7 +113,33 @@ def check_flags(args):
         raise UserError(f"--occ_threshold must be in (0, 1], got {args.occ_threshold:g}")
     if not args.near_t > 0 or (args.occ_margin is not None and args.occ_margin < 0) or args.n_views < 0:
         raise UserError("--near_t must be positive, --occ_margin and --n_views >= 0")
+    if args.tsdf_voxel is not None and not args.tsdf_voxel > 0:
+        raise UserError(f"--tsdf_voxel must be positive, got {args.tsdf_voxel:g}")
+    if not 0 < args.tsdf_min_opacity <= 1:
+        raise UserError(f"--tsdf_min_opacity must be in (0, 1], got {args.tsdf_min_opacity:g}")
     return check_ranges([args.x_range, args.y_range, args.z_range])
+
+
+def tsdf_surface(fields, hp, ds, ranges, render_kwargs, device):
+    """TSDF fusion of depth and colour rendered from ``--n_views`` training views (``export/tsdf.py``).
+    Returns vertices, triangles, colours. UserError for a voxel size the box cannot hold or an empty mesh."""
+    voxel = hp.tsdf_voxel or default_voxel(ranges)
+    n = tsdf_resolution(ranges, voxel)
+    if n > MAX_TSDF_RESOLUTION:
+        raise UserError(f"--tsdf_voxel {voxel:g} needs {n}^3 voxels for the box (at most {MAX_TSDF_RESOLUTION}^3): "
+                        f"use --tsdf_voxel {max(hi - lo for lo, hi in ranges) / MAX_TSDF_RESOLUTION:.3g} or more, "
+                        "or a smaller box")
+    idx = pick_views(len(ds.poses), hp.n_views)
+    print(f"tsdf: {len(idx)} training views fused into a {n}^3 volume, voxel {voxel:.4g} scene units")
+    vertices, triangles, colors, stats = render_and_fuse(fields, ds, idx, ranges, voxel, render_kwargs, hp.chunk,
+                                                         device, hp.tsdf_min_opacity, hp.min_cluster_frac)
+    if len(triangles) == 0:
+        raise UserError(f"empty mesh: {100 * stats['pixels_fused']:.1f}% of the rendered pixels had depth inside "
+                        f"the box and opacity >= --tsdf_min_opacity {hp.tsdf_min_opacity:g}: check the box on the "
+                        "density preview (--preview_only), or lower --tsdf_min_opacity")
+    print(f"tsdf: {100 * stats['pixels_fused']:.1f}% of the rendered pixels fused; {len(vertices)} vertices, "
+          f"{len(triangles)} triangles in {stats['pieces']} piece(s) ({stats['dropped']} small piece(s) dropped)")
+    return vertices, triangles, colors
 
 
 def surface(field, hp, ranges, stats, device):
@@ -160,8 +208,8 @@ def main(argv=None):
     check_opts(resolve_dataset_name(hp))
     ds = make_dataset(hp, "train")
     if ds.ndc:
-        raise UserError("this scene uses NDC rays (forward-facing LLFF): meshes need metric rays; "
-                        "train with --spheric_poses for 360-degree captures")
+        raise UserError(f"--method {args.method}: this scene uses NDC rays (forward-facing LLFF): meshes need "
+                        "metric rays; train with --spheric_poses for 360-degree captures")
     orbit = scene_bounds_hint(ds.poses.numpy(), ds.K, ds.img_wh)
     if orbit and hp.dataset_name != "blender" and not explicit & {"x_range", "y_range", "z_range"}:
         # a capture's own frame: the ±1.2 default (Blender's object box) means nothing there
@@ -183,27 +231,33 @@ def main(argv=None):
     title = f"{stem}: density preview ({hp.preview_N}^3)"
     preview_path = os.path.join(folder, f"{stem}_density.png")
     if hp.preview_only:
-        os.makedirs(folder, exist_ok=True)
-        save_preview_png(preview_path, preview, preview_ranges, ranges, hp.sigma_threshold, stats, title, hint)
+        with staged_files(folder, stem) as tmp:
+            save_preview_png(os.path.join(tmp, os.path.basename(preview_path)), preview, preview_ranges, ranges,
+                             hp.sigma_threshold, stats, title, hint)
         print(f"wrote {preview_path}")
         return
 
     render_kwargs = eval_render_kwargs(hp, ds.white_back)
-    vertices, triangles = surface(field, hp, ranges, stats, device)
-    colors = colorize(fields, hp, ds, vertices, triangles, ranges, render_kwargs, device)
+    if hp.method == "tsdf":
+        vertices, triangles, colors = tsdf_surface(fields, hp, ds, ranges, render_kwargs, device)
+    else:
+        vertices, triangles = surface(field, hp, ranges, stats, device)
+        colors = colorize(fields, hp, ds, vertices, triangles, ranges, render_kwargs, device)
     volume = volume_lattice(field, ranges, hp.volume_N, device) if hp.export_volume else None
 
-    # everything is computed: only now write files, so a failure leaves nothing half-written
-    os.makedirs(folder, exist_ok=True)
-    save_preview_png(preview_path, preview, preview_ranges, ranges, hp.sigma_threshold, stats, title, hint)
-    written = [preview_path]
-    for fmt in formats:
-        path = os.path.join(folder, f"{stem}.{fmt}")
-        write_mesh(path, vertices, triangles, colors, up)
-        written.append(path)
-    if volume is not None:
-        written += write_volume(folder, stem, volume, ranges, hp.volume_dtype, source=hp.ckpt_path,
-                                up_axis=up, sigma_threshold=hp.sigma_threshold, sigma_stats=stats)
+    # everything is computed: only now write files, staged and renamed into place, the meshes last
+    meshes = [f"{stem}.{fmt}" for fmt in formats]
+    with staged_files(folder, stem, last=meshes) as tmp:
+        save_preview_png(os.path.join(tmp, os.path.basename(preview_path)), preview, preview_ranges, ranges,
+                         hp.sigma_threshold, stats, title, hint)
+        written = [preview_path]
+        if volume is not None:
+            written += [os.path.join(folder, os.path.basename(p)) for p in write_volume(
+                tmp, stem, volume, ranges, hp.volume_dtype, source=hp.ckpt_path, up_axis=up,
+                sigma_threshold=hp.sigma_threshold, sigma_stats=stats)]
+        for name in meshes:
+            write_mesh(os.path.join(tmp, name), vertices, triangles, colors, up)
+            written.append(os.path.join(folder, name))
     size = vertices.max(0) - vertices.min(0)
     print(f"mesh: {len(vertices)} vertices, {len(triangles)} triangles, bounding box "
           f"{size[0]:.3f} x {size[1]:.3f} x {size[2]:.3f} scene units "

@@ -1,4 +1,6 @@
-"""Image metrics: MSE, PSNR, SSIM (LPIPS needs downloaded weights, so it is left out)."""
+"""Image metrics: MSE, PSNR, SSIM (LPIPS needs downloaded weights, so it is left out); mesh
+metrics: Chamfer distances between a mesh and a known surface."""
+import numpy as np
 import torch
 
 
@@ -24,3 +26,43 @@ def ssim(pred, gt, window_size=11):
     if pred.dim() == 3:
         pred, gt = pred.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None]
     return kornia_ssim(pred.float(), gt.float(), window_size).mean()
+
+
+def sample_mesh_surface(vertices, triangles, n, seed=0):
+    """``n`` points ``(n, 3)`` spread evenly by area over a triangle mesh (``vertices`` ``(V, 3)``,
+    ``triangles`` ``(T, 3)``), so meshes with different vertex densities compare fairly."""
+    rng = np.random.default_rng(seed)
+    tri = np.asarray(vertices, dtype=np.float64)[np.asarray(triangles)]  # (T, 3, 3)
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=-1)
+    pick = rng.choice(len(tri), n, p=area / area.sum())
+    a, b = rng.uniform(size=(2, n))
+    flip = a + b > 1  # fold the unit square onto the triangle
+    a, b = np.where(flip, 1 - a, a), np.where(flip, 1 - b, b)
+    t = tri[pick]
+    return t[:, 0] + a[:, None] * (t[:, 1] - t[:, 0]) + b[:, None] * (t[:, 2] - t[:, 0])
+
+
+def chamfer_distances(mesh_points, surface_points, surface_sdf=None):
+    """Chamfer distance between points on a mesh and points on the true surface, both ways.
+
+    Args:
+        mesh_points: ``(N, 3)`` points on the mesh (``sample_mesh_surface``).
+        surface_points: ``(M, 3)`` points on the (visible) true surface.
+        surface_sdf: optional function ``(N, 3) -> (N,)``, the true surface's signed distance:
+            mesh -> surface is then the exact distance to the surface, not to its samples.
+    Returns:
+        dict of means (scene units): ``mesh_to_surface`` (accuracy: how far the mesh strays),
+        ``surface_to_mesh`` (completeness: how far the surface is from the mesh), ``chamfer``
+        (their average), and the 90th percentiles ``*_p90``.
+    """
+    from scipy.spatial import cKDTree
+
+    mesh_points, surface_points = np.asarray(mesh_points), np.asarray(surface_points)
+    if surface_sdf is not None:
+        m2s = np.abs(surface_sdf(mesh_points))
+    else:
+        m2s = cKDTree(surface_points).query(mesh_points)[0]
+    s2m = cKDTree(mesh_points).query(surface_points)[0]
+    return dict(mesh_to_surface=float(m2s.mean()), surface_to_mesh=float(s2m.mean()),
+                chamfer=float(0.5 * (m2s.mean() + s2m.mean())), mesh_to_surface_p90=float(np.percentile(m2s, 90)),
+                surface_to_mesh_p90=float(np.percentile(s2m, 90)))

@@ -24,6 +24,11 @@ from datasets.distortion import make_distortion, undistort
 
 CAMERA_ANGLE_X = 0.6911112070083618  # lego's field of view
 LIGHT = np.array([0.4, -0.5, 0.77]) / np.linalg.norm([0.4, -0.5, 0.77])
+# the solids, in world units (z up)
+SPHERE = (np.array([0.35, -0.3, -0.05]), 0.4)  # centre, radius
+BOX = (np.array([-0.75, -0.15, -0.45]), np.array([-0.15, 0.45, 0.15]))  # low and high corners
+CYLINDER = ((0.3, 0.5), 0.22, -0.45, 0.55)  # vertical: axis (x, y), radius, z from, z to
+PLINTH = ((0.0, 0.0), 0.95, -0.6, -0.45)
 
 
 def look_at_pose(theta, phi, radius=4.0):
@@ -85,14 +90,19 @@ def _hit_cylinder(o, d, center, radius, z0, z1):
     return t, n
 
 
+def _hits(o, d):
+    """Each solid's (name, first hit distance (inf: none), normal) for rays ``o``, ``d`` ``(N, 3)``."""
+    return [
+        ("sphere",) + _hit_sphere(o, d, *SPHERE),
+        ("box",) + _hit_box(o, d, *BOX),
+        ("cylinder",) + _hit_cylinder(o, d, *CYLINDER),
+        ("plinth",) + _hit_cylinder(o, d, *PLINTH),
+    ]
+
+
 def _shade(o, d):
     """Colour and coverage of rays ``o``, ``d`` ``(N, 3)`` -> rgb ``(N, 3)``, alpha ``(N,)``."""
-    hits = [
-        ("sphere",) + _hit_sphere(o, d, np.array([0.35, -0.3, -0.05]), 0.4),
-        ("box",) + _hit_box(o, d, np.array([-0.75, -0.15, -0.45]), np.array([-0.15, 0.45, 0.15])),
-        ("cylinder",) + _hit_cylinder(o, d, (0.3, 0.5), 0.22, -0.45, 0.55),
-        ("plinth",) + _hit_cylinder(o, d, (0.0, 0.0), 0.95, -0.6, -0.45),
-    ]
+    hits = _hits(o, d)
     ts = np.stack([h[1] for h in hits], -1)
     which = ts.argmin(-1)
     t = ts.min(-1)
@@ -120,6 +130,73 @@ def _shade(o, d):
     light = 0.35 + 0.65 * np.clip((normal * LIGHT).sum(-1), 0, 1)
     rgb = np.where(hit[:, None], rgb * light[:, None], 0.0)
     return np.clip(rgb, 0, 1), hit.astype(np.float64)
+
+
+def _sdf_cylinder(p, axis, radius, z0, z1):
+    d = np.stack([np.hypot(p[:, 0] - axis[0], p[:, 1] - axis[1]) - radius, np.abs(p[:, 2] - 0.5 * (z0 + z1))
+                  - 0.5 * (z1 - z0)], -1)
+    return np.linalg.norm(np.maximum(d, 0), axis=-1) + np.minimum(d.max(-1), 0)
+
+
+def signed_distance(points):
+    """Signed distance ``(N,)`` from ``points`` ``(N, 3)`` to the scene's solids (their union;
+    negative inside; exact outside, a bound inside). Its zero set is the true surface."""
+    p = np.asarray(points, dtype=np.float64)
+    (c, r), (lo, hi) = SPHERE, BOX
+    q = np.abs(p - 0.5 * (lo + hi)) - 0.5 * (hi - lo)
+    box = np.linalg.norm(np.maximum(q, 0), axis=-1) + np.minimum(q.max(-1), 0)
+    return np.minimum.reduce([np.linalg.norm(p - c, axis=-1) - r, box, _sdf_cylinder(p, *CYLINDER),
+                              _sdf_cylinder(p, *PLINTH)])
+
+
+def _cylinder_samples(rng, n, axis, radius, z0, z1):
+    areas = np.array([2 * np.pi * radius * (z1 - z0), np.pi * radius ** 2, np.pi * radius ** 2])
+    part = rng.choice(3, n, p=areas / areas.sum())  # side, top, bottom
+    ang = rng.uniform(0, 2 * np.pi, n)
+    rad = np.where(part == 0, radius, radius * np.sqrt(rng.uniform(0, 1, n)))  # caps: uniform over the disc
+    z = np.select([part == 0, part == 1], [rng.uniform(z0, z1, n), np.full(n, z1)], np.full(n, z0))
+    return np.stack([axis[0] + rad * np.cos(ang), axis[1] + rad * np.sin(ang), z], -1)
+
+
+def surface_samples(n, eyes, seed=0):
+    """Points spread evenly (by area) over the part of the true surface that some camera sees.
+
+    Args:
+        n: points drawn over all the solids' surfaces before the hidden ones are dropped (faces
+            inside another solid, the plinth's underside, spots no camera sees).
+        eyes: ``(M, 3)`` camera centres (e.g. the training poses' translations).
+    Returns:
+        ``(K, 3)`` points, K <= n.
+    """
+    rng = np.random.default_rng(seed)
+    (c, r), (lo, hi) = SPHERE, BOX
+    size = hi - lo
+    box_faces = 2 * np.array([size[1] * size[2], size[0] * size[2], size[0] * size[1]])
+    cyl = lambda axis, radius, z0, z1: 2 * np.pi * radius * (z1 - z0 + radius)
+    areas = np.array([4 * np.pi * r ** 2, box_faces.sum(), cyl(*CYLINDER), cyl(*PLINTH)])
+    counts = rng.multinomial(n, areas / areas.sum())
+    sphere = rng.normal(size=(counts[0], 3))
+    sphere = c + r * sphere / np.linalg.norm(sphere, axis=-1, keepdims=True)
+    axis = rng.choice(3, counts[1], p=box_faces / box_faces.sum())  # the axis the face is normal to
+    box = lo + rng.uniform(0, 1, (counts[1], 3)) * size
+    box[np.arange(counts[1]), axis] = np.where(rng.uniform(size=counts[1]) < 0.5, lo[axis], hi[axis])
+    points = np.concatenate([sphere, box, _cylinder_samples(rng, counts[2], *CYLINDER),
+                             _cylinder_samples(rng, counts[3], *PLINTH)])
+    points = points[signed_distance(points) > -1e-6]  # not inside another solid
+    seen = np.zeros(len(points), dtype=bool)
+    for eye in np.asarray(eyes, dtype=np.float64):
+        d = points - eye
+        dist = np.linalg.norm(d, axis=-1)
+        t = np.min([h[1] for h in _hits(np.broadcast_to(eye, d.shape), d / dist[:, None])], axis=0)
+        seen |= t >= dist - 1e-4  # the first thing the ray meets is the point itself
+    return points[seen]
+
+
+def camera_centres(scene_dir, split="train"):
+    """``(N, 3)`` centres of a written scene's cameras (``transforms_{split}.json``)."""
+    with open(os.path.join(scene_dir, f"transforms_{split}.json")) as f:
+        frames = json.load(f)["frames"]
+    return np.array([np.asarray(fr["transform_matrix"], dtype=np.float64)[:3, 3] for fr in frames])
 
 
 def render(c2w, size, supersample=3, distortion=None):

@@ -127,15 +127,24 @@ def keep_large_components(vertices, triangles, min_fraction=0.05):
     Returns vertices ``(V', 3)``, triangles ``(T', 3)``, and (pieces kept, pieces dropped).
     """
     mesh = to_open3d(vertices, triangles)
+    if len(triangles) == 0:
+        return vertices, triangles, (0, 0)
+    counts = drop_small_pieces(mesh, min_fraction)
+    return np.asarray(mesh.vertices), np.asarray(mesh.triangles).astype(np.int64), counts
+
+
+def drop_small_pieces(mesh, min_fraction=0.05):
+    """In place on an open3d ``TriangleMesh`` (vertex attributes such as colours follow): drop
+    connected pieces with fewer triangles than ``min_fraction`` of the largest (1: keep only the
+    largest). Returns (pieces kept, pieces dropped)."""
     clusters, n_triangles, _ = mesh.cluster_connected_triangles()
     clusters, n_triangles = np.asarray(clusters), np.asarray(n_triangles)
     if len(n_triangles) == 0:
-        return vertices, triangles, (0, 0)
+        return 0, 0
     keep = n_triangles >= min_fraction * n_triangles.max()
     mesh.remove_triangles_by_mask(~keep[clusters])
     mesh.remove_unreferenced_vertices()
-    return (np.asarray(mesh.vertices), np.asarray(mesh.triangles).astype(np.int64),
-            (int(keep.sum()), int((~keep).sum())))
+    return int(keep.sum()), int((~keep).sum())
 
 
 def vertex_normals(vertices, triangles):

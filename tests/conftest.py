@@ -71,6 +71,18 @@ def demo_ckpt(tmp_path_factory, demo_dir):
 
 
 @pytest.fixture(scope="session")
+def demo_mesh_ckpt(tmp_path_factory, demo_dir):
+    """The demo scene at 32x32 trained for 150 steps (about a minute on 2 free CPU cores), enough
+    for its solids to have a surface: (checkpoint path, work dir). For mesh quality against the
+    scene's analytic surface (tests/test_tsdf.py)."""
+    work = tmp_path_factory.mktemp("demo_mesh_run")
+    run_script("train.py", "--root_dir", demo_dir, "--img_wh", 32, 32, *TINY, "--max_steps", 150,
+               "--lr", "2e-3", "--decay_step", 1000, "--noise_std", 0, "--val_num", 2,
+               "--exp_name", "demo_mesh", cwd=work)
+    return work / "ckpts" / "demo_mesh" / "last.ckpt", work
+
+
+@pytest.fixture(scope="session")
 def lego_ckpt(tmp_path_factory, lego_dir):
     """A tiny model trained on lego at 32x32 for 300 steps (about 2 minutes on 2 CPU cores):
     (checkpoint path, work dir). Shared by the learning test, eval and mesh tests."""

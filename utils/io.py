@@ -191,3 +191,50 @@ def publish(out_dir):
             except OSError:  # not empty: something else lives there now
                 break
         raise
+
+
+STAGE_PREFIX = ".partial-"  # staging folders of ``staged_files``: hidden, never taken for outputs
+
+
+@contextlib.contextmanager
+def staged_files(folder, stem, last=()):
+    """Write a script's output files whole or not at all (extract_mesh.py).
+
+    Yields a temporary folder beside the outputs (``folder/.{stem}.partial-XXXX``): write every file
+    there under its final name. When the block succeeds each file moves into ``folder`` by a rename
+    (atomic on one file system), those named in ``last`` last, so that when they exist, so does
+    everything else (a later run may take them as the sign of a finished run). On any failure the
+    staging folder, and the folders this call created, are removed. A run killed outright leaves
+    only its hidden staging folder, which the next call with the same ``stem`` removes; files of
+    other names in ``folder`` are never touched.
+    """
+    folder = os.path.abspath(folder)
+    created, p = [], folder
+    while not os.path.exists(p):
+        created.append(p)
+        p = os.path.dirname(p)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UserError(f"{folder} is a file: the outputs need a folder there")
+    os.makedirs(folder, exist_ok=True)
+    prefix = f".{stem}{STAGE_PREFIX}"
+    for stale in os.listdir(folder):  # left by a killed run
+        if stale.startswith(prefix):
+            shutil.rmtree(os.path.join(folder, stale), ignore_errors=True)
+    tmp = tempfile.mkdtemp(prefix=prefix, dir=folder)
+    try:
+        yield tmp
+        last = list(last)
+        names = sorted(os.listdir(tmp), key=lambda e: (e in last, last.index(e) if e in last else 0, e))
+        for e in names:
+            if os.path.isdir(os.path.join(folder, e)):  # os.replace cannot put a file over a folder
+                _remove(os.path.join(folder, e))
+            os.replace(os.path.join(tmp, e), os.path.join(folder, e))
+        os.rmdir(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for p in created:  # deepest first
+            try:
+                os.rmdir(p)
+            except OSError:  # not empty: something else lives there now
+                break
+        raise
