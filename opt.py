@@ -280,5 +280,6 @@ def get_opts(argv=None):
     from datasets import resolve_dataset_name  # here: opt.py stays importable without the readers
 
     hparams, explicit = parse_args(get_parser(), argv)
-    hparams = apply_fast_preset(hparams, explicit)
-    return check_opts(resolve_dataset_name(hparams, required=False))  # no folder: reading the scene says so
+    hparams = check_opts(apply_fast_preset(hparams, explicit))  # the flags alone first: the most direct errors
+    # then the format (one printed line when found; no folder: reading the scene says so) and what depends on it
+    return check_opts(resolve_dataset_name(hparams, required=False))

@@ -66,11 +66,11 @@ def worker(a):
     W, H = a.worker
     device = torch.device(a.device)
     if a.ckpt_path:
-        h = get_opts(["--root_dir", "."])
+        h = get_opts(["--root_dir", ".", "--dataset_name", "blender"])
         h.ckpt_path = a.ckpt_path
         fields, h, _ = load_model(h, device=device)
     else:
-        h = get_opts(["--root_dir", ".", *a.model_flags.split()])
+        h = get_opts(["--root_dir", ".", "--dataset_name", "blender", *a.model_flags.split()])
         fields = build_fields(h)
         for f in fields.values():
             f.to(device).eval()
