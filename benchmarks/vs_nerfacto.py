@@ -121,7 +121,8 @@ def write_png(path, rgb):
 def export_nerfstudio_scene(train, test, out_dir):
     """Write the split as a nerfstudio scene: ``images/*.png`` at our resolution and ``transforms.json``.
 
-    Each frame has its own camera (``fl_x, fl_y, cx, cy`` in pixels of the W x H image) and its
+    Each frame has its own camera (``fl_x, fl_y, cx, cy`` in pixels of the W x H image, and the lens's
+    ``k1 k2 p1 p2`` when it has one) and its
     camera-to-world ``transform_matrix`` ``(4, 4)`` in our frame (x right, y up, looking along -z:
     nerfstudio's OpenGL convention too). ``train_filenames`` / ``val_filenames`` / ``test_filenames``
     fix nerfstudio's split to ours. Returns the path of ``transforms.json``.
@@ -137,8 +138,14 @@ def export_nerfstudio_scene(train, test, out_dir):
             c2w = np.eye(4)
             c2w[:3] = ds.poses[i].cpu().numpy()
             K = ds.Ks[i]
-            frames.append({"file_path": rel, "transform_matrix": c2w.tolist(), "w": W, "h": H,
-                           "fl_x": float(K[0, 0]), "fl_y": float(K[1, 1]), "cx": float(K[0, 2]), "cy": float(K[1, 2])})
+            frame = {"file_path": rel, "transform_matrix": c2w.tolist(), "w": W, "h": H,
+                     "fl_x": float(K[0, 0]), "fl_y": float(K[1, 1]), "cx": float(K[0, 2]), "cy": float(K[1, 2])}
+            lens = ds.lenses[i]  # the capture's lens (e.g. beer's SIMPLE_RADIAL k1): nerfstudio models it too
+            if lens is not None and (lens.model != "opencv" or lens.params[4:].any()):
+                raise UserError(f"{train.root_dir}: only OPENCV lenses (k1 k2 p1 p2) go into this comparison")
+            if lens is not None:
+                frame.update(zip(("k1", "k2", "p1", "p2"), (float(v) for v in lens.params[:4])))
+            frames.append(frame)
             split_names[name].append(rel)
     names = [f["file_path"] for f in frames]
     if len(set(names)) != len(names):
