@@ -25,7 +25,7 @@ from datasets.base import CameraPath
 # models
 from models import load_model
 from models.camera_opt import align_views
-from models.rendering import eval_render_kwargs, render_chunked, render_rays
+from models.rendering import eval_render_kwargs, render_chunked
 # metrics
 from metrics import psnr, ssim
 # options, output
@@ -76,7 +76,7 @@ def align_held_out(fields, ds, h, ckpt, device):
     ds.to(device)
     kwargs = {**eval_render_kwargs(h, ds.white_back), "test_time": False}  # a differentiable pass
     bar = tqdm(total=len(ds.poses), desc="aligning held-out poses", unit="view")
-    ds.poses = align_views(fields, ds, render_rays, kwargs, steps=h.align_steps, progress=lambda i: bar.update())
+    ds.poses = align_views(fields, ds, kwargs, steps=h.align_steps, progress=lambda i: bar.update())
     bar.close()
     return (f"each view's pose aligned to the trained scene before scoring ({h.align_steps} steps on its own "
             f"photo, 6 numbers per view, the model frozen), as nerfstudio and BARF evaluate")

@@ -173,7 +173,7 @@ class NeRFSystem(pl.LightningModule):
         self.log("lr", get_learning_rate(self.optimizers().optimizer))
         if "n_samples" in results:
             self.log("train/samples_per_ray", results["n_samples"].float() / n)
-        if cams:
+        if cams and self.global_step % self.trainer.log_every_n_steps == 0:  # magnitudes() syncs a GPU
             rot, trans = self.camera_opt.magnitudes()
             self.log("train/camera_rotation_deg", rot)
             self.log("train/camera_translation", trans)

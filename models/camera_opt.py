@@ -15,6 +15,8 @@ photo, the field frozen (``align_views``). ``eval.py`` does that for checkpoints
 import torch
 from torch import nn
 
+from models.rendering import final_level, render_rays
+
 
 def so3_exp(w):
     """Rotation matrices ``(N, 3, 3)`` of axis-angle vectors ``w`` ``(N, 3)`` (Rodrigues' formula,
@@ -73,14 +75,14 @@ def level_weights(progress, n_levels, start=0.0, end=0.3, first=0.25):
     return 0.5 * (1 - torch.cos(torch.pi * x))
 
 
-def align_views(fields, ds, render_rays_fn, render_kwargs, steps=100, batch=1024, lr=2e-3, seed=0, progress=None):
+def align_views(fields, ds, render_kwargs, steps=100, batch=1024, lr=2e-3, seed=0, progress=None):
     """Align each view of ``ds`` (a split with ground truth) to the trained ``fields``: ``steps`` Adam
     steps on 6 numbers per view (``apply_correction``), on ``batch`` random pixels of its photo, the
     fields frozen. Returns the aligned poses ``(N_views, 3, 4)`` on the poses' device; ``ds`` is
     not changed.
 
-    ``render_rays_fn(fields, rays, **render_kwargs)`` is the project's renderer
-    (``models.rendering.render_rays``); ``progress``: an optional callable(view index) per view.
+    ``render_kwargs``: ``models.rendering.render_rays`` options for a differentiable pass;
+    ``progress``: an optional callable(view index) per view.
     """
     if ds.rgbs is None:
         raise ValueError("aligning views needs their photos")
@@ -99,8 +101,8 @@ def align_views(fields, ds, render_rays_fn, render_kwargs, steps=100, batch=1024
                 pix = torch.randint(0, W * H, (batch,), generator=gen).to(ds.poses.device)
                 c2w = apply_correction(ds.poses[i:i + 1], delta)[0]
                 rays = ds.rays(i, pix, c2w=c2w)
-                out = render_rays_fn(fields, rays, **render_kwargs)
-                rgb = out.get("rgb_fine", out.get("rgb_coarse"))
+                out = render_rays(fields, rays, **render_kwargs)
+                rgb = out[f"rgb_{final_level(out)}"]
                 loss = ((rgb.float() - ds.rgbs[i, pix]) ** 2).mean()
                 opt.zero_grad()
                 loss.backward()

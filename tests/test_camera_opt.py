@@ -13,7 +13,7 @@ from datasets.base import CameraPath
 from datasets.demo_scene import look_at_pose
 from models.camera_opt import PoseCorrection, align_views, apply_correction, level_weights, so3_exp
 from models.hash_encoding import HashEncoding
-from models.rendering import eval_render_kwargs, render_chunked, render_rays
+from models.rendering import render_chunked
 
 
 def test_so3_exp_matches_rodrigues():
@@ -97,7 +97,7 @@ def test_align_views_recovers_perturbed_poses():
         return float(np.mean([((render_chunked(fields, ds.rays(i, c2w=poses[i]), **kwargs)["rgb"] - gt[i]) ** 2)
                               .mean() for i in range(2)]))
 
-    aligned = align_views(fields, off, render_rays, kwargs, steps=150, batch=512, lr=3e-3)
+    aligned = align_views(fields, off, kwargs, steps=150, batch=512, lr=3e-3)
     before, after = mse(off, off.poses), mse(off, aligned)
     assert after < 0.2 * before, (before, after)
     pose_err = lambda p: float((p - torch.as_tensor(true)).abs().max())  # noqa: E731
