@@ -7,6 +7,7 @@ import numpy as np
 from datasets.image_utils import common_size, list_images
 from pipeline.budget import FRAMES_PER_MINUTE, MAX_FRAMES, MIN_FRAMES
 from utils.errors import UserError
+from utils.io import write_json_atomic
 
 MANIFEST = "capture.json"
 
@@ -67,10 +68,7 @@ def read_manifest(out_dir):
 
 def write_manifest(out_dir, manifest):
     """Atomically: a torn manifest would be taken for another capture's."""
-    path = os.path.join(out_dir, MANIFEST)
-    with open(path + ".tmp", "w") as f:
-        json.dump(manifest, f, indent=1)
-    os.replace(path + ".tmp", path)
+    write_json_atomic(os.path.join(out_dir, MANIFEST), manifest, indent=1)
 
 
 def check_out_dir(out_dir, source):

@@ -127,10 +127,11 @@ def check_out_dir(out_dir):
 SUMMARIES = ("render_info.json", "metrics.json")  # moved into place after the frames and videos
 
 
-def _write_manifest(path, entries):
-    """Write the manifest atomically (a torn JSON would make every later run fail)."""
+def write_json_atomic(path, obj, indent=None):
+    """Write ``obj`` as JSON to ``path`` atomically (beside it, then renamed): a torn JSON file (a
+    manifest that says what is done) would make every later run fail or misjudge."""
     with open(path + ".tmp", "w") as f:
-        json.dump(entries, f)
+        json.dump(obj, f, indent=indent)
     os.replace(path + ".tmp", path)
 
 
@@ -175,12 +176,12 @@ def publish(out_dir):
         os.makedirs(out_dir, exist_ok=True)
         # a run killed while moving leaves a mix of old and new files: the manifest names both sets
         # first, so the next run replaces them all (no clash) rather than refusing its own files
-        _write_manifest(manifest, sorted(set(previous) | set(entries)))
+        write_json_atomic(manifest, sorted(set(previous) | set(entries)))
         for e in previous:
             _remove(os.path.join(out_dir, e))
         for e in sorted(entries, key=lambda e: e in SUMMARIES):  # the summaries last: present means complete
             os.replace(os.path.join(tmp, e), os.path.join(out_dir, e))
-        _write_manifest(manifest, entries)
+        write_json_atomic(manifest, entries)
         os.rmdir(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
