@@ -189,7 +189,8 @@ def colorize(fields, hp, ds, vertices, triangles, ranges, render_kwargs, device)
     W, H = ds.img_wh
     images = ds.rgbs[idx].view(len(idx), H, W, 3)
     colors, n_seen = fuse_view_colors(fields, vertices, normals, ds.poses[idx], images, ds.Ks[idx], ds.near, render_kwargs,
-                                      hp.occ_threshold, margin, hp.chunk, device, triangles)
+                                      hp.occ_threshold, margin, hp.chunk, device, triangles,
+                                      lenses=[ds.lenses[i] for i in idx])
     unseen = float((n_seen == 0).mean())
     print(f"colours from {len(idx)} training views; {100 * unseen:.1f}% of vertices passed no view's occlusion "
           f"test (coloured from nearby vertices or their least occluded view)")

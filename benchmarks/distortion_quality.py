@@ -6,34 +6,25 @@ Writes the procedural demo scene (``datasets.demo_scene``) with every view shot 
 lens (``k1 k2 p1 p2``, named in its transforms json), and a copy whose json lacks the distortion
 keys (the same photos read as pinhole ones: what a loader that drops the coefficients sees). Trains
 the same model on each with ``train.py`` (same flags, same steps), then scores the held-out views
-(``test`` split, the photos as shot) as ``eval.py`` renders them: modelled, each test ray goes
-through its undistorted direction; ignored, through the pinhole one. Prints PSNR/SSIM of both and
-appends one JSON line to ``--out``. Both runs train in this process, one after the other, with
-train.py's fields, renderer, loss and optimizer (a constant learning rate).
+(``test`` split, the photos as shot) with ``eval.py``: modelled, each test ray goes through its
+undistorted direction; ignored, through the pinhole one. Prints PSNR/SSIM of both and appends one
+JSON line to ``--out``. The two runs go one after the other, each ``train.py`` and ``eval.py`` in a
+process of its own (learning rate constant over the run: ``--decay_step`` past its end).
 """
 import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
-from benchmarks.train_speed import endless_batches, training_fields  # noqa: E402
-from datasets import make_dataset  # noqa: E402
-from datasets.base import RayBatchSampler  # noqa: E402
 from datasets.demo_scene import write_scene  # noqa: E402
 from datasets.distortion import make_distortion  # noqa: E402
-from losses import loss_dict  # noqa: E402
-from metrics import psnr, ssim  # noqa: E402
-from models.rendering import render_chunked, render_rays, train_render_kwargs  # noqa: E402
-from opt import get_opts  # noqa: E402
-from utils.optim import get_optimizer  # noqa: E402
 
 TINY = "--net_depth 4 --net_width 64 --N_samples 32 --N_importance 32 --lr 2e-3 --noise_std 0"
 # the demo scene's narrow field of view (40 degrees) takes large coefficients for a lens that moves
@@ -71,38 +62,25 @@ def strip_lens(src, dst):
                 json.dump({k: v for k, v in meta.items() if k not in LENS_KEYS}, f, indent=1)
 
 
-def train_and_score(a, scene):
-    """Train on ``scene`` for ``a.steps`` (train.py's fields, renderer, loss and optimizer, constant
-    learning rate); the held-out views' mean PSNR/SSIM, rendered as ``eval.py`` renders them."""
-    torch.manual_seed(0)
-    h = get_opts(["--root_dir", scene, "--img_wh", str(a.size), str(a.size), "--num_gpus", "0",
-                  "--max_steps", str(a.steps), *a.flags.replace("TINY", TINY).split()])
-    train, test = make_dataset(h, "train"), make_dataset(h, "test")
-    fields = training_fields(h, train, torch.device("cpu"))
-    opt = get_optimizer(h, list(fields.values()))
-    loss_fn, grid = loss_dict[h.loss_type](), fields.get("occupancy")
-    kw = train_render_kwargs(h, train.white_back, train=True)
-    batches = endless_batches(RayBatchSampler(train.n_rays, h.batch_size, seed=0))
-    for step in range(a.steps):
-        batch = train[next(batches)]
-        if grid is not None:
-            grid.update(step, fields["coarse"].query_density)
-        loss = loss_fn(render_rays(fields, batch["rays"], **kw), batch["rgbs"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if (step + 1) % max(1, a.steps // 10) == 0:
-            print(f"  {os.path.basename(scene)} step {step + 1}/{a.steps}: loss {loss.item():.4f}", file=sys.stderr, flush=True)
-    kw = train_render_kwargs(h, train.white_back, train=False)
-    scores = []
-    with torch.no_grad():
-        for i in range(len(test)):
-            view = test[i]
-            pred = render_chunked(fields, view["rays"], chunk=h.chunk, **kw)["rgb"].view(a.size, a.size, 3).float()
-            gt = view["rgbs"].view(a.size, a.size, 3)
-            scores.append((psnr(pred, gt).item(), ssim(pred, gt).item()))
-    return {"psnr": round(float(np.mean([s[0] for s in scores])), 3),
-            "ssim": round(float(np.mean([s[1] for s in scores])), 4)}
+def train_and_score(a, scene, name, work):
+    """Train on ``scene`` for ``a.steps`` with ``train.py`` (no learning-rate decay within the run),
+    then score its held-out views with ``eval.py``: their mean PSNR/SSIM (``metrics.json``)."""
+    flags = a.flags.replace("TINY", TINY).split()
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+    train = [sys.executable, os.path.join(ROOT, "train.py"), "--root_dir", scene, "--img_wh", str(a.size), str(a.size),
+             "--num_gpus", "0", "--max_steps", str(a.steps), "--decay_step", str(10 * a.steps), "--val_num", "1",
+             "--exp_name", name, *flags]
+    out_dir = os.path.join(work, "eval", name)
+    score = [sys.executable, os.path.join(ROOT, "eval.py"), "--ckpt_path", os.path.join("ckpts", name, "last.ckpt"),
+             "--split", "test", "--out_dir", out_dir, "--no_depth"]
+    for cmd in (train, score):
+        print("  " + " ".join(cmd[1:]), file=sys.stderr, flush=True)
+        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"error: {os.path.basename(cmd[1])} failed on {name}:\n{proc.stderr[-2000:]}")
+    with open(os.path.join(out_dir, "metrics.json")) as f:
+        metrics = json.load(f)
+    return {"psnr": round(float(metrics["psnr"]), 3), "ssim": round(float(metrics["ssim"]), 4)}
 
 
 def main(argv=None):
@@ -115,8 +93,7 @@ def main(argv=None):
             shutil.rmtree(d, ignore_errors=True)
         write_scene(lensed, a.size, a.n_train, n_val=2, n_test=a.n_test, distortion=make_distortion("opencv", a.lens))
         strip_lens(lensed, plain)
-        torch.set_num_threads(a.threads)
-        scores = {name: train_and_score(a, scene) for name, scene in (("modelled", lensed), ("ignored", plain))}
+        scores = {name: train_and_score(a, scene, name, work) for name, scene in (("modelled", lensed), ("ignored", plain))}
     finally:
         if not a.work_dir:
             shutil.rmtree(work, ignore_errors=True)

@@ -55,6 +55,7 @@ from datasets.image_utils import read_image  # noqa: E402
 from metrics import psnr, ssim  # noqa: E402
 from opt import get_opts  # noqa: E402
 from utils.errors import UserError, cli_main  # noqa: E402
+from utils.io import write_json_atomic  # noqa: E402
 from utils.visualization import to_uint8  # noqa: E402
 
 BEER = os.path.join(os.path.dirname(ROOT), "shared", "data", "nerf_llff_data", "beer")
@@ -153,9 +154,7 @@ def export_nerfstudio_scene(train, test, out_dir):
     meta = {"camera_model": "OPENCV", "frames": frames, "train_filenames": split_names["train"],
             "val_filenames": split_names["test"], "test_filenames": split_names["test"]}
     path = os.path.join(out_dir, "transforms.json")
-    with open(path + ".partial", "w") as f:
-        json.dump(meta, f, indent=1)
-    os.replace(path + ".partial", path)
+    write_json_atomic(path, meta, indent=1)
     return path
 
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from datasets.distortion import distort
 from models.rendering import render_chunked
 from utils.rays import Rays
 
@@ -49,11 +50,14 @@ def without_haze(fields, floor):
     return {k: DensityFloor(f, floor) if k in ("coarse", "fine") else f for k, f in fields.items()}
 
 
-def project_points(points, c2w, K):
+def project_points(points, c2w, K, distortion=None):
     """Project world points into a camera.
 
     Args:
         points: ``(P, 3)``; c2w: ``(3, 4)``; K: ``(3, 3)`` (all torch, same device).
+        distortion: the camera's lens (``datasets.distortion.Distortion``) or None (a pinhole):
+            with a lens, points land where the photo shows them (the lens applied after the
+            pinhole projection), so colours come from the right pixels of the photo as shot.
     Returns:
         uv ``(P, 2)`` continuous pixel coordinates, depth ``(P,)`` along the viewing axis
         (positive in front of the camera), dist ``(P,)`` Euclidean distance to the camera centre.
@@ -61,8 +65,12 @@ def project_points(points, c2w, K):
     cam = (points - c2w[:, 3]) @ c2w[:, :3]  # R^T (p - t): (P, 3) in camera axes
     depth = -cam[:, 2]
     z = torch.where(depth.abs() < 1e-8, torch.full_like(depth, 1e-8), depth)
-    u = K[0, 0] * cam[:, 0] / z + K[0, 2]
-    v = -K[1, 1] * cam[:, 1] / z + K[1, 2]  # image rows grow downwards, camera y upwards
+    x, y = cam[:, 0] / z, -cam[:, 1] / z  # normalized, y down (image rows grow downwards, camera y upwards)
+    if distortion is not None:
+        xd, yd = distort(x.detach().cpu().numpy(), y.detach().cpu().numpy(), distortion)
+        x, y = (torch.as_tensor(a, dtype=cam.dtype, device=cam.device) for a in (xd, yd))
+    u = K[0, 0] * x + K[0, 2]
+    v = K[1, 1] * y + K[1, 2]
     return torch.stack([u, v], -1), depth, cam.norm(dim=-1)
 
 
@@ -129,7 +137,7 @@ def pick_views(n_total, n_views):
 @torch.no_grad()
 def fuse_view_colors(fields, vertices, normals, poses, images, K, near, render_kwargs, occ_threshold=0.2,
                      margin=0.05, chunk=32 * 1024, device="cpu", triangles=None, fill_rounds=10, min_cos=0.2,
-                     progress=True):
+                     progress=True, lenses=None):
     """Occlusion-aware average of the training images' colours at each vertex.
 
     Args:
@@ -147,6 +155,8 @@ def fuse_view_colors(fields, vertices, normals, poses, images, K, near, render_k
         triangles: ``(T, 3)``; when given, vertices no view sees take the colour of seen vertices
             up to ``fill_rounds`` edges away. Vertices still without a colour take the view
             with the least opacity in front of them (the seed's fallback, for hazy models).
+        lenses: None (pinhole photos) or one ``Distortion``-or-None per view: each photo's lens,
+            so that vertices are looked up where the distorted photo shows them.
     Returns:
         colors ``(V, 3)`` float32 in [0, 1], and n_seen ``(V,)`` the number of views used per vertex.
     """
@@ -164,7 +174,7 @@ def fuse_view_colors(fields, vertices, normals, poses, images, K, near, render_k
     for i in tqdm(range(len(poses)), desc="colouring from views", leave=False, disable=not progress):
         c2w, image = poses[i].to(device), torch.as_tensor(images[i], dtype=torch.float32, device=device)
         H, W = image.shape[:2]
-        uv, depth, dist = project_points(pts, c2w, Ks[i])
+        uv, depth, dist = project_points(pts, c2w, Ks[i], None if lenses is None else lenses[i])
         weight = torch.ones_like(depth)
         if nrm is not None:
             weight = ((c2w[:, 3] - pts) * nrm).sum(-1) / dist.clamp(min=1e-8)  # cos(normal, to camera)

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from datasets.ray_utils import get_ray_directions
+from datasets.ray_utils import get_ray_directions, get_rays
 from export.mesh import _open3d, drop_small_pieces
 from models.rendering import render_chunked
+from utils.rays import Rays
 
 TRUNC_VOXELS = 4  # truncation of the signed distance, in voxels
 DEFAULT_VOXELS = 256  # default voxel size: the box diagonal over this
@@ -130,8 +131,12 @@ def render_and_fuse(fields, ds, idx, ranges, voxel, render_kwargs, chunk, device
 
     def views():
         for i in tqdm(idx, desc="tsdf: rendering views", unit="view"):
-            out = render_chunked(fields, ds.rays(i).to(device), chunk=chunk, to_cpu=True, **render_kwargs)
             c2w, K = ds.poses[i].cpu().numpy(), np.asarray(ds.Ks[i], dtype=np.float64)
+            rays = ds.rays(i)
+            if ds.lenses[i] is not None:  # open3d fuses pinhole images: render this view as one
+                o, d = get_rays(get_ray_directions(H, W, K).reshape(-1, 3), ds.poses[i].cpu().float())
+                rays = Rays(o.to(rays.origins), d.to(rays.origins), rays.near, rays.far, rays.image, rays.viewdirs)
+            out = render_chunked(fields, rays.to(device), chunk=chunk, to_cpu=True, **render_kwargs)
             colour, depth, frac = rgbd_for_fusion(
                 out["rgb"].view(H, W, 3), out["depth"].view(H, W), out["opacity"].view(H, W),
                 c2w, K, ds.near, ds.far, ranges, min_opacity, ds.white_back)

@@ -214,7 +214,16 @@ class Capture:
             argv = [scene_dir, *sfm]
         commands.append(command_line("imgs2poses.py", argv))
         run_main("imgs2poses.py", argv)
-        self.mark("poses", commands, time.time() - t)
+        info = {}
+        poses_file = os.path.join(scene_dir, "poses_bounds.npy")
+        if source["kind"] == "video" and os.path.isfile(poses_file):  # frames in order: broken poses show
+            from process_data.colmap_sfm import jump_warning
+
+            names = sorted(os.path.basename(p) for p in list_images(os.path.join(scene_dir, "images")))
+            warning = jump_warning(np.load(poses_file), names)
+            if warning:
+                info["warning"] = warning[len("warning: "):]
+        self.mark("poses", commands, time.time() - t, **info)
 
     def link_photos(self, folder, scene_dir):
         """The photos into scene/images (hard links where possible), whole or not at all."""
@@ -397,6 +406,8 @@ class Capture:
             rows.append(("mesh", self.mesh_path()))
         for what, rel in rows:
             print(f"  {what:9s}{os.path.join(out, rel)}")
+        if stages.get("poses", {}).get("warning"):  # repeated last: a foggy model's likely cause
+            print(f"warning: {stages['poses']['warning']}")
         mesh = "" if "skipped" in stages.get("mesh", {}) else f" --mesh {shlex.quote(os.path.join(out, self.mesh_path()))}"
         print(f"look around: python {os.path.join(ROOT, 'viewer.py')} --ckpt_path "
               f"{shlex.quote(os.path.join(out, CKPT))}{mesh}  (then open http://localhost:7007)")

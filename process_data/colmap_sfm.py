@@ -161,7 +161,7 @@ def rescale_model(rec, full_size, small_size):
 
 
 def imgs2poses(scene_dir, matcher="auto", downscale=1.0, overwrite=False, camera_model="SIMPLE_RADIAL",
-               single_camera=True, seed=0, verbose=False, log=print):
+               single_camera=True, seed=0, verbose=False, log=print, ordered=None):
     """Compute ``SCENE/sparse/0`` and ``SCENE/poses_bounds.npy`` from ``SCENE/images``.
 
     Args:
@@ -173,6 +173,8 @@ def imgs2poses(scene_dir, matcher="auto", downscale=1.0, overwrite=False, camera
         camera_model, single_camera: COLMAP camera model (its distortion is kept: the loader
             casts rays through it), and one camera shared by all photos.
         seed: random seed of the mapper (runs are repeatable).
+        ordered: the names are in shooting order (frames of a video; None: when matching is
+            sequential), so a jump between neighbours' poses is warned about (``pose_jumps``).
     Returns:
         ``poses_bounds`` ``(N_registered, 17)``. Raises UserError (leaving the scene untouched)
         for bad input and when fewer than ``MIN_REGISTERED`` of the photos register. When some
@@ -226,6 +228,11 @@ def imgs2poses(scene_dir, matcher="auto", downscale=1.0, overwrite=False, camera
         log(f"wrote {sparse}, {os.path.join(scene_dir, 'poses_bounds.npy')} and transforms.json "
             f"({len(names)} images, {rec.num_points3D()} points)")
     log(training_hint(scene_dir, poses_bounds, size))
+    if (matcher == "sequential" if ordered is None else ordered):
+        registered = sorted(done)  # poses_bounds rows follow the registered names' order
+        warning = jump_warning(poses_bounds, registered)
+        if warning:
+            log(warning)
     return poses_bounds
 
 
@@ -249,6 +256,40 @@ def orbit_coverage(poses_bounds):
 
 
 WALK_AROUND_DEGREES = 120  # cameras turning more than this about the object: a 360-degree capture
+JUMP_MIN_DEGREES, JUMP_FACTOR = 30.0, 5.0  # a turn between neighbouring frames past both: poses broken
+
+
+def pose_jumps(poses_bounds, min_degrees=JUMP_MIN_DEGREES, factor=JUMP_FACTOR):
+    """Where the poses of ordered frames (a video, a walk in shooting order) break: neighbours whose
+    viewing directions differ by more than ``min_degrees`` and ``factor`` times the median turn
+    between neighbours. A hand-held camera turns a few degrees from one frame to the next; a jump
+    of 100 degrees means structure from motion registered a frame against a look-alike view (floor
+    tiles, a symmetric object) and the model folded, which a NeRF shows as fog and ghosts.
+
+    Args:
+        poses_bounds: ``(N, 17)`` LLFF rows in frame order (columns down, right, back).
+    Returns:
+        list of ``(i, degrees)``: frames ``i`` and ``i + 1`` are that far apart, largest first.
+    """
+    forward = -poses_bounds[:, :15].reshape(-1, 3, 5)[:, :, 2]
+    forward = forward / np.linalg.norm(forward, axis=1, keepdims=True)
+    if len(forward) < 3:
+        return []
+    turn = np.degrees(np.arccos(np.clip((forward[1:] * forward[:-1]).sum(1), -1.0, 1.0)))  # (N - 1,)
+    limit = max(min_degrees, factor * float(np.median(turn)))
+    return sorted(((int(i), float(turn[i])) for i in np.nonzero(turn > limit)[0]), key=lambda j: -j[1])
+
+
+def jump_warning(poses_bounds, names):
+    """A warning line naming the frames where the poses break (``pose_jumps``), or None."""
+    jumps = pose_jumps(poses_bounds)
+    if not jumps:
+        return None
+    where = ", ".join(f"{names[i]} -> {names[i + 1]} ({deg:.0f} degrees)" for i, deg in jumps[:3])
+    return (f"warning: the poses jump between neighbouring frames at {where}" + (" ..." if len(jumps) > 3 else "")
+            + "; the camera moves a few degrees per frame elsewhere. Structure from motion probably matched "
+            "look-alike views (floor tiles, a symmetric object) and these poses are wrong: the model will be "
+            "foggy. Try the other --matcher, or a clip with a slower walk and more texture in view")
 
 
 def aspect_wh(size, width):

@@ -346,7 +346,7 @@ def video2poses(scene_dir, video, num_frames=DEFAULT_NUM_FRAMES, overwrite=False
         stage_log = lambda msg: log(msg.replace(stage, scene_dir))  # noqa: E731
         try:
             poses_bounds = imgs2poses(stage, matcher="sequential" if matcher == "auto" else matcher,
-                                      downscale=downscale, log=stage_log, **sfm_options)
+                                      downscale=downscale, log=stage_log, ordered=True, **sfm_options)
         except UnregisteredError as err:
             listed = ", ".join(err.missing[:10]) + (" ..." if len(err.missing) > 10 else "")
             raise UserError(f"only {err.registered} of {err.total} frames registered; not registered: {listed}. "

@@ -127,6 +127,8 @@ def test_capture_resumes_after_kill_and_reports(captured):
     assert "results/path/beer.mp4" in links.links and "results/path/beer.gif" in links.links
     for stage in ("imgs2poses.py", "train.py", "eval.py", "extract_mesh.py"):
         assert stage in page, stage
+    warned = manifest["stages"]["poses"].get("warning")  # broken poses (pose_jumps) are said on the page
+    assert ("id='poses-warning'" in page) == bool(warned) and (not warned or "warning: " + warned in stdout)
 
 
 def trained_steps(out):

@@ -201,3 +201,37 @@ def test_unregistered_images_are_named(beer_dir, tmp_path):
     assert "only 5 of 8 images registered" in line and "zz_noise1.jpg" in line
     assert (scene / "sparse" / "0" / "images.bin").read_bytes() == model  # untouched
     assert len(json.loads((scene / "transforms.json").read_text())["frames"]) == 5
+
+
+def orbit_poses_bounds(n=60, degrees_per_frame=6.0):
+    """LLFF rows ``(n, 17)`` of cameras walking a circle around the origin, looking at it."""
+    from datasets.demo_scene import look_at_pose
+
+    rows = []
+    for k in range(n):
+        c2w = look_at_pose(np.radians(k * degrees_per_frame), 0.3, 4.0)[:3]  # OpenGL: x right, y up, z back
+        llff = np.stack([-c2w[:, 1], c2w[:, 0], c2w[:, 2], c2w[:, 3]], 1)  # columns down, right, back, centre
+        rows.append(np.concatenate([np.concatenate([llff, [[100], [100], [80]]], 1).ravel(), [1.0, 10.0]]))
+    return np.array(rows)
+
+
+def test_pose_jumps_find_a_folded_reconstruction():
+    """Ordered frames turn a few degrees each; one registered against a look-alike view (the fold seen on
+    a clip of beer's tiled floor: 104-160 degree jumps) is named, a smooth walk is not."""
+    from process_data.colmap_sfm import jump_warning, pose_jumps
+
+    walk = orbit_poses_bounds()
+    assert pose_jumps(walk) == [] and jump_warning(walk, [f"f{k}" for k in range(60)]) is None
+    folded = walk.copy()
+    folded[30:] = orbit_poses_bounds(90)[60:]  # from frame 30 on, the walk continues from 180 degrees further
+    jumps = pose_jumps(folded)
+    assert [i for i, _ in jumps] == [29] and jumps[0][1] > 120, jumps  # 145 degrees at this elevation
+    names = [f"frame_{k + 1:05d}.jpg" for k in range(60)]
+    assert f"frame_00030.jpg -> frame_00031.jpg ({jumps[0][1]:.0f} degrees)" in jump_warning(folded, names)
+
+
+def test_beer_poses_have_no_jump(beer_dir):
+    """The capture's own COLMAP poses (71 photos in shooting order, ~8 degrees apart) raise no warning."""
+    from process_data.colmap_sfm import pose_jumps
+
+    assert pose_jumps(np.load(beer_dir / "poses_bounds.npy")) == []

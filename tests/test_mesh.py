@@ -165,6 +165,25 @@ def test_projection_inverts_rays():
                                [[0, 1, 2], img.mean((0, 1)).tolist()])
 
 
+@pytest.mark.parametrize("model, coeffs", [("opencv", [-0.3, 0.1, 0.01, -0.01]), ("fisheye", [0.1, -0.05])])
+def test_projection_through_a_lens_lands_where_the_photo_shows_the_point(model, coeffs):
+    """Vertex colours of a capture shot through a lens are read where the distorted photo shows the
+    vertex: a point on pixel (u, v)'s ray (through the lens) projects back to that pixel, and the
+    pinhole projection misses it by pixels."""
+    from datasets.distortion import make_distortion
+    lens = make_distortion(model, coeffs)
+    c2w = torch.as_tensor(look_at_pose(0.7, 0.4)[:3], dtype=torch.float32)
+    K = torch.tensor([[40.0, 0, 30], [0, 42.0, 20], [0, 0, 1]])
+    dirs = get_ray_directions(40, 60, K, lens)  # (H, W, 3)
+    rows, cols = [2, 20, 37], [3, 30, 57]
+    o, d = get_rays(dirs[rows, cols], c2w)
+    uv, depth, _ = project_points(o + 3.0 * d, c2w, K, lens)
+    centres = np.array(cols)[:, None] * [1, 0] + np.array(rows)[:, None] * [0, 1] + 0.5
+    np.testing.assert_allclose(uv.numpy(), centres, atol=2e-3)
+    assert (depth > 0).all()
+    pinhole, _, _ = project_points(o + 3.0 * d, c2w, K)
+    assert np.abs(pinhole.numpy() - centres).max() > 1.0  # the lens matters at the corners
+
 def test_shell_thickness_of_soft_and_sharp_surfaces():
     """Linear density 20 - 100 u at distance u outside the surface: coming from outside, the optical
     depth reaches -ln(0.8) (opacity 0.2) where 50 (0.2 - u)^2 = 0.223, i.e. at u = 0.133."""
