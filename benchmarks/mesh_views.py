@@ -50,11 +50,11 @@ def main(argv=None):
         c = np.asarray(mesh.vertex_colors) if mesh.has_vertex_colors() else np.full_like(v, 0.7)
         pieces = len(np.unique(np.asarray(mesh.cluster_connected_triangles()[0]))) if len(t) else 0
         print(f"{label}: {len(v)} vertices, {len(t)} triangles, {pieces} connected piece(s)")
-        meshes.append((v, t, c, f"{label} ({len(t)} triangles, {pieces} piece{'s' if pieces != 1 else ''})"))
+        meshes.append((v, t, c, f"{label}\n{len(t)} triangles, {pieces} piece{'s' if pieces != 1 else ''}"))
     views = sorted({int(round(x)) for x in np.linspace(0, len(ds.poses) - 1, a.views)})
     plt = _plt()
     cols = 1 + len(meshes)
-    fig, axes = plt.subplots(len(views), cols, figsize=(2.6 * cols * W / max(W, H) + 0.4, 2.6 * len(views) * H / max(W, H) + 0.6),
+    fig, axes = plt.subplots(len(views), cols, figsize=(3.2 * cols * W / max(W, H) + 0.4, 3.2 * len(views) * H / max(W, H) + 0.8),
                              squeeze=False)
     for row, i in zip(axes, views):
         row[0].imshow(ds.rgbs[i].view(H, W, 3).numpy())
@@ -64,7 +64,7 @@ def main(argv=None):
         c2w, K = np.asarray(ds.poses[i], dtype=np.float64), np.asarray(ds.Ks[i], dtype=np.float64)
         for ax, (v, t, c, title) in zip(row[1:], meshes):
             mesh_picture(v, t, c, c2w, K, (W, H), ax)
-            ax.set_title(title, fontsize=7)
+            ax.set_title(title, fontsize=6)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     fig.savefig(a.out, dpi=150)
