@@ -15,10 +15,16 @@ import os
 import subprocess
 import sys
 
-import cv2
-import imageio
-import imageio_ffmpeg
-import numpy as np
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import cv2  # noqa: E402
+import imageio  # noqa: E402
+import imageio_ffmpeg  # noqa: E402
+import numpy as np  # noqa: E402
+
+from datasets.image_utils import list_images  # noqa: E402
+from utils.errors import UserError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -33,27 +39,40 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def write_clip(path, frames, fps=10.0, display_rotation=0, quality=10):
+    """An H.264 mp4 of ``frames`` (RGB uint8 ``(H, W, 3)``, as stored). ``display_rotation``:
+    counter-clockwise degrees a player turns them (ffmpeg's display matrix; a phone's portrait clip
+    has -90). Returns ``path``."""
+    plain = str(path) + ".plain.mp4" if display_rotation else str(path)
+    writer = imageio.get_writer(plain, fps=fps, codec="libx264", quality=quality, macro_block_size=1,
+                                ffmpeg_log_level="error")
+    for frame in frames:
+        writer.append_data(np.ascontiguousarray(frame))
+    writer.close()
+    if display_rotation:
+        # "-metadata:s:v:0 rotate=90" is ignored by current ffmpeg; -display_rotation (an input option) works
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-display_rotation",
+                        str(display_rotation), "-i", plain, "-c", "copy", str(path)], check=True)
+        os.remove(plain)
+    return path
+
+
 def main(argv=None):
     a = parse_args(argv)
-    names = sorted(n for n in os.listdir(a.photos) if n.lower().endswith((".jpg", ".jpeg", ".png")))
-    if not names:
+    try:
+        paths = list_images(a.photos)
+    except UserError as err:
+        sys.exit(f"error: {err}")
+    if not paths:
         sys.exit(f"error: no jpg/png photos in {a.photos}")
-    plain = a.out + ".plain.mp4" if a.portrait else a.out
-    writer = imageio.get_writer(plain, fps=a.fps, codec="libx264", quality=9, macro_block_size=1,
-                                ffmpeg_log_level="error")
-    for n in names:
-        img = cv2.imread(os.path.join(a.photos, n))[:, :, ::-1]
-        img = cv2.resize(img, tuple(a.size), interpolation=cv2.INTER_AREA)
-        if a.portrait:
-            img = np.rot90(img, 1)  # stored sideways; the -90 display rotation turns it upright again
-        writer.append_data(np.ascontiguousarray(img))
-    writer.close()
-    if a.portrait:
-        # ffmpeg's -display_rotation (an input option) writes the display matrix phones write
-        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-display_rotation", "-90",
-                        "-i", plain, "-c", "copy", a.out], check=True)
-        os.remove(plain)
-    print(f"{a.out}: {len(names)} frames, {a.size[0]}x{a.size[1]} upright, {a.fps:g} fps"
+
+    def frames():
+        for path in paths:
+            img = cv2.resize(cv2.imread(path)[:, :, ::-1], tuple(a.size), interpolation=cv2.INTER_AREA)
+            yield np.rot90(img, 1) if a.portrait else img  # stored sideways; -90 turns it upright again
+
+    write_clip(a.out, frames(), a.fps, -90 if a.portrait else 0, quality=9)
+    print(f"{a.out}: {len(paths)} frames, {a.size[0]}x{a.size[1]} upright, {a.fps:g} fps"
           f"{' (stored sideways, display rotation -90)' if a.portrait else ''}")
 
 

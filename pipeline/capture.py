@@ -222,7 +222,7 @@ class Capture:
             names = sorted(os.path.basename(p) for p in list_images(os.path.join(scene_dir, "images")))
             warning = jump_warning(np.load(poses_file), names)
             if warning:
-                info["warning"] = warning[len("warning: "):]
+                info["warning"] = warning
         self.mark("poses", commands, time.time() - t, **info)
 
     def link_photos(self, folder, scene_dir):

@@ -232,7 +232,7 @@ def imgs2poses(scene_dir, matcher="auto", downscale=1.0, overwrite=False, camera
         registered = sorted(done)  # poses_bounds rows follow the registered names' order
         warning = jump_warning(poses_bounds, registered)
         if warning:
-            log(warning)
+            log(f"warning: {warning}")
     return poses_bounds
 
 
@@ -281,12 +281,13 @@ def pose_jumps(poses_bounds, min_degrees=JUMP_MIN_DEGREES, factor=JUMP_FACTOR):
 
 
 def jump_warning(poses_bounds, names):
-    """A warning line naming the frames where the poses break (``pose_jumps``), or None."""
+    """The warning (without a "warning: " prefix) naming the frames where the poses break
+    (``pose_jumps``), or None."""
     jumps = pose_jumps(poses_bounds)
     if not jumps:
         return None
     where = ", ".join(f"{names[i]} -> {names[i + 1]} ({deg:.0f} degrees)" for i, deg in jumps[:3])
-    return (f"warning: the poses jump between neighbouring frames at {where}" + (" ..." if len(jumps) > 3 else "")
+    return (f"the poses jump between neighbouring frames at {where}" + (" ..." if len(jumps) > 3 else "")
             + "; the camera moves a few degrees per frame elsewhere. Structure from motion probably matched "
             "look-alike views (floor tiles, a symmetric object) and these poses are wrong: the model will be "
             "foggy. Try the other --matcher, or a clip with a slower walk and more texture in view")

@@ -6,7 +6,6 @@ and encoded with imageio's ffmpeg writer; portrait ones are stored landscape wit
 rotation set by the bundled ffmpeg, as phones do.
 """
 import os
-import subprocess
 
 import cv2
 import imageio
@@ -14,6 +13,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
+from benchmarks import make_clip
 from conftest import run_script
 from process_data import video as vid
 
@@ -30,20 +30,9 @@ def beer_frames(beer_dir, indices, size=SMALL):
 
 
 def write_clip(path, frames, display_rotation=0):
-    """An H.264 mp4 of ``frames`` (RGB, as stored). ``display_rotation``: counter-clockwise degrees a
-    player turns them (ffmpeg's display matrix; a phone's portrait clip has -90, i.e. ``rotate=90``)."""
-    plain = str(path) + ".plain.mp4" if display_rotation else str(path)
-    writer = imageio.get_writer(plain, fps=10, codec="libx264", quality=10, macro_block_size=1,
-                                ffmpeg_log_level="error")
-    for frame in frames:
-        writer.append_data(np.ascontiguousarray(frame))
-    writer.close()
-    if display_rotation:
-        # "-metadata:s:v:0 rotate=90" is ignored by current ffmpeg; -display_rotation (an input option) works
-        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-display_rotation",
-                        str(display_rotation), "-i", plain, "-c", "copy", str(path)], check=True)
-        os.remove(plain)
-    return path
+    """An H.264 mp4 of ``frames`` (RGB, as stored), 10 fps (``benchmarks/make_clip.write_clip``).
+    ``display_rotation``: counter-clockwise degrees a player turns them (a phone's portrait clip: -90)."""
+    return make_clip.write_clip(path, frames, fps=10, display_rotation=display_rotation, quality=10)
 
 
 def stored_as(upright, display_rotation):
