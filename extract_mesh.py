@@ -28,16 +28,20 @@ from utils.errors import UserError, cli_main
 from utils.io import staged_files
 
 # mesh
-from export.mesh import (MESH_FORMATS, check_ranges, check_scene_bounds, density_lattice, keep_large_components,
-                         marching_cubes, scene_bounds_hint, vertex_normals, write_mesh)
+from export.bounds import (check_scene_bounds, object_box, scene_bounds_hint, search_box, surface_level,
+                           surface_points)
+from export.mesh import (MESH_FORMATS, check_ranges, density_lattice, keep_large_components, marching_cubes,
+                         vertex_normals, write_mesh)
 from export.mesh_color import fuse_view_colors, normal_colors, pick_views, shell_thickness, without_haze
-from export.tsdf import default_voxel, render_and_fuse, tsdf_resolution
+from export.tsdf import DEPTHS, default_voxel, render_and_fuse, tsdf_resolution
 from export.volume import (density_preview, format_stats, save_preview_png, sigma_stats, suggest_threshold,
                            volume_lattice, write_volume)
 
 
 OCCLUDER_FRACTION = 0.5  # visibility rays ignore density below this fraction of --sigma_threshold
 MAX_TSDF_RESOLUTION = 512  # voxels per side: a dense 512^3 volume is about 2.7 GB
+SEED_THRESHOLD = 20.0  # the seed's --sigma_threshold (Blender scenes, and captures whose level is not found)
+SURFACE_VIEWS = 12  # training views whose rays find a capture's surface level
 
 
 def build_parser():
@@ -51,9 +55,11 @@ def build_parser():
     m.add_argument("--N_grid", type=int, default=256, help="lattice size per axis for marching cubes")
     for a in "xyz":
         m.add_argument(f"--{a}_range", nargs=2, type=float, default=[-1.2, 1.2], metavar=("LOW", "HIGH"),
-                       help=f"{a} extent of the box to mesh, in scene units (LLFF captures, when no range "
-                            "is given: the box around where the cameras converge)")
-    m.add_argument("--sigma_threshold", type=float, default=20.0, help="density of the extracted surface")
+                       help=f"{a} extent of the box to mesh, in scene units (captures, when no range is "
+                            "given: the box of the dense piece where the cameras converge)")
+    m.add_argument("--sigma_threshold", type=float, default=None,
+                   help="density of the extracted surface (None: 20 for Blender scenes; for captures half the "
+                        "density where the training views' rays stop near the object)")
     m.add_argument("--occ_threshold", type=float, default=0.2,
                    help="a view colours a vertex when the opacity in front of the vertex is below this "
                         "(counting density above half of --sigma_threshold)")
@@ -67,6 +73,9 @@ def build_parser():
                         "distance is truncated at 4 voxels")
     m.add_argument("--tsdf_min_opacity", type=float, default=0.5,
                    help="--method tsdf: pixels rendered less opaque than this are not fused (empty space, soft edges)")
+    m.add_argument("--tsdf_depth", type=str, default="median", choices=DEPTHS,
+                   help="--method tsdf: the rendered depth fused: median (where the ray's transmittance falls "
+                        "to 0.5: stays on thin, half-transparent objects) or expected (the weighted mean distance)")
     m.add_argument("--use_vertex_normal", action="store_true",
                    help="colour vertices by rendering along their normals instead of from the training images")
     m.add_argument("--near_t", type=float, default=1.0,
@@ -107,7 +116,7 @@ def check_flags(args):
         args.min_cluster_frac = 1.0 if args.method == "tsdf" else 0.05
     if not 0 <= args.min_cluster_frac <= 1:
         raise UserError(f"--min_cluster_frac must be in [0, 1], got {args.min_cluster_frac}")
-    if not args.sigma_threshold > 0:
+    if args.sigma_threshold is not None and not args.sigma_threshold > 0:
         raise UserError(f"--sigma_threshold must be positive, got {args.sigma_threshold:g}")
     if not 0 < args.occ_threshold <= 1:
         raise UserError(f"--occ_threshold must be in (0, 1], got {args.occ_threshold:g}")
@@ -132,7 +141,8 @@ def tsdf_surface(fields, hp, ds, ranges, render_kwargs, device):
     idx = pick_views(len(ds.poses), hp.n_views)
     print(f"tsdf: {len(idx)} training views fused into a {n}^3 volume, voxel {voxel:.4g} scene units")
     vertices, triangles, colors, stats = render_and_fuse(fields, ds, idx, ranges, voxel, render_kwargs, hp.chunk,
-                                                         device, hp.tsdf_min_opacity, hp.min_cluster_frac)
+                                                         device, hp.tsdf_min_opacity, hp.min_cluster_frac,
+                                                         depth=hp.tsdf_depth)
     if len(triangles) == 0:
         raise UserError(f"empty mesh: {100 * stats['pixels_fused']:.1f}% of the rendered pixels had depth inside "
                         f"the box and opacity >= --tsdf_min_opacity {hp.tsdf_min_opacity:g}: check the box on the "
@@ -157,6 +167,34 @@ def surface(field, hp, ranges, stats, device):
     print(f"marching cubes: {len(vertices)} vertices, {len(triangles)} triangles in {kept} piece(s) "
           f"({dropped} small piece(s) dropped)")
     return vertices, triangles
+
+
+def capture_level_and_box(fields, hp, ds, orbit, fit_box, render_kwargs, device):
+    """A capture's surface level (``--sigma_threshold`` when not typed) and, with ``fit_box``, the box of
+    the object found at that level (``export/bounds.py``). Returns (level, box or None)."""
+    field = fields.get("fine", fields["coarse"])
+    level = hp.sigma_threshold
+    radius = 0.5 * (orbit["box"][0][1] - orbit["box"][0][0])
+    if level is None:
+        points = surface_points(fields, ds, pick_views(len(ds.poses), SURFACE_VIEWS), render_kwargs, hp.chunk, device)
+        level, n = surface_level(field, points, orbit["target"], radius, device)
+        if level is None:
+            level = SEED_THRESHOLD
+            print(f"sigma threshold: {SEED_THRESHOLD:g} (only {n} of the training views' surface points lie near "
+                  "the object)")
+        else:
+            print(f"sigma threshold: {level:.3g}, half the density where {n} of the training views' rays stop near "
+                  "the object (--sigma_threshold to choose)")
+    if not fit_box:
+        return level, None
+    box = object_box(field, search_box(orbit, ds.poses.numpy()), level, orbit["target"], radius, device=device)
+    if box is None:
+        print(f"ranges not given, and no piece denser than {level:.3g} near where the cameras converge: meshing "
+              "the box around the ball every camera sees there")
+    else:
+        print("ranges not given: meshing the box of the object found there: "
+              + " ".join(f"--{a}_range {lo:.3f} {hi:.3f}" for a, (lo, hi) in zip("xyz", box)))
+    return level, box
 
 
 def show_hint(hint, ranges):
@@ -212,12 +250,17 @@ def main(argv=None):
         raise UserError(f"--method {args.method}: this scene uses NDC rays (forward-facing LLFF): meshes need "
                         "metric rays; train with --spheric_poses for 360-degree captures")
     orbit = scene_bounds_hint(ds.poses.numpy(), ds.K, ds.img_wh)
-    if orbit and hp.dataset_name != "blender" and not explicit & {"x_range", "y_range", "z_range"}:
-        # a capture's own frame: the ±1.2 default (Blender's object box) means nothing there
+    render_kwargs = eval_render_kwargs(hp, ds.white_back)
+    capture = bool(orbit) and hp.dataset_name != "blender"
+    fit_box = capture and not explicit & {"x_range", "y_range", "z_range"}
+    if fit_box:  # a capture's own frame: the ±1.2 default (Blender's object box) means nothing there
         ranges = check_ranges(orbit["box"])
-        print("ranges not given: meshing the box around where the cameras converge"
-              + (" (inside the foreground ball)" if getattr(hp, "unbounded", False) else ""))
     hint = show_hint(orbit, ranges)
+    if capture and (fit_box or hp.sigma_threshold is None):
+        hp.sigma_threshold, box = capture_level_and_box(fields, hp, ds, orbit, fit_box, render_kwargs, device)
+        ranges = check_ranges(box) if box is not None else ranges
+    elif hp.sigma_threshold is None:
+        hp.sigma_threshold = SEED_THRESHOLD
     up = [0.0, 0.0, 1.0] if hp.dataset_name == "blender" else (orbit["up"].tolist() if orbit else None)
     check_scene_bounds(ranges, hp.dataset_name, ds.poses.numpy(), ds.K, ds.img_wh, ds.near, ds.far)
     folder, stem, formats = output_paths(hp, explicit)
@@ -238,7 +281,6 @@ def main(argv=None):
         print(f"wrote {preview_path}")
         return
 
-    render_kwargs = eval_render_kwargs(hp, ds.white_back)
     if hp.method == "tsdf":
         vertices, triangles, colors = tsdf_surface(fields, hp, ds, ranges, render_kwargs, device)
     else:

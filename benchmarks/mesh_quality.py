@@ -100,7 +100,8 @@ def mesh_picture(vertices, triangles, colors, c2w, size=256, n_points=400000):
 def main():
     a = parse()
     os.makedirs(a.work, exist_ok=True)
-    root_dir, ckpt = a.root_dir, a.ckpt_path
+    # absolute: extract_mesh.py runs in --work
+    root_dir, ckpt = (os.path.abspath(x) if x else x for x in (a.root_dir, a.ckpt_path))
     if root_dir is None:
         root_dir = os.path.join(a.work, "demo")
         if not os.path.isfile(os.path.join(root_dir, "transforms_test.json")):

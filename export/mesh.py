@@ -7,7 +7,7 @@ along an axis with range ``[lo, hi]`` puts sample ``i`` at ``lo + i * (hi - lo) 
 (the seed divided by ``n`` instead, shrinking and shifting its meshes).
 
 The science of ``extract_mesh.py``; colouring lives in ``export.mesh_color``, the density
-preview and the volume export in ``export.volume``.
+preview and the volume export in ``export.volume``, where to mesh a capture in ``export.bounds``.
 """
 import json
 import struct
@@ -16,12 +16,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from datasets.ray_utils import orbit_of_cameras
 from models.rendering import query_field
 from utils.errors import UserError
-from export.mesh_color import project_points
 
-BLENDER_RADIUS = 1.5  # Blender scenes lie inside this ball around the origin (cameras at distance 4)
 MESH_FORMATS = ("ply", "obj", "glb")
 
 
@@ -239,70 +236,3 @@ def read_glb(path):
     gltf = json.loads(data[20:20 + n_json])
     n_bin, kind = struct.unpack("<I4s", data[20 + n_json:28 + n_json])
     return gltf, data[28 + n_json:28 + n_json + n_bin]
-
-
-# ---------------------------------------------------------------- where the scene is
-
-def camera_coverage(points, poses, K, img_wh, near, far):
-    """How many cameras see each point: inside the image and between near and far along the ray.
-
-    Args:
-        points: ``(P, 3)``; poses ``(N_cams, 3, 4)`` c2w; K ``(3, 3)``; img_wh (W, H); near, far:
-            distances along (unit) rays.
-    Returns:
-        int64 array ``(P,)``.
-    """
-    points = torch.as_tensor(np.asarray(points), dtype=torch.float32)
-    K = torch.as_tensor(np.asarray(K), dtype=torch.float32)
-    W, H = img_wh
-    count = torch.zeros(len(points), dtype=torch.int64)
-    for c2w in torch.as_tensor(np.asarray(poses), dtype=torch.float32):
-        uv, depth, dist = project_points(points, c2w, K)
-        seen = (depth > 0) & (uv[:, 0] >= 0) & (uv[:, 0] <= W) & (uv[:, 1] >= 0) & (uv[:, 1] <= H)
-        count += (seen & (dist >= near) & (dist <= far)).long()
-    return count.numpy()
-
-
-def _box_lattice(ranges, n):
-    axes = lattice_axes(ranges, n)
-    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
-
-
-def check_scene_bounds(ranges, dataset_name, poses, K, img_wh, near, far):
-    """Reject a box that lies entirely where the training cameras never looked.
-
-    Blender scenes: outside the radius-1.5 ball around the origin. Other scenes: no point of a
-    16^3 lattice over the box is inside any training camera's frustum between near and far.
-    """
-    box = " ".join(f"--{a}_range {lo:g} {hi:g}" for a, (lo, hi) in zip("xyz", ranges))
-    if dataset_name == "blender":
-        closest = np.array([np.clip(0.0, lo, hi) for lo, hi in ranges])
-        if np.linalg.norm(closest) > BLENDER_RADIUS:
-            raise UserError(f"{box} lies outside the radius-{BLENDER_RADIUS} ball around the origin where "
-                            f"Blender scenes are: use ranges within -{BLENDER_RADIUS} {BLENDER_RADIUS}")
-        return
-    if camera_coverage(_box_lattice(ranges, 16), poses, K, img_wh, near, far).max() == 0:
-        raise UserError(f"{box} lies outside the region seen by the training cameras (between near {near:g} and "
-                        f"far {far:g}): use the scene bounds hint printed above, or --preview_only to look")
-
-
-def scene_bounds_hint(poses, K, img_wh):
-    """Where an inward-facing capture's object is: the point the optical axes converge on
-    (``orbit_of_cameras``) and a box around the ball there that every camera sees whole.
-
-    The ball's radius is the nearest camera's distance times the sine of the smallest half
-    field of view (Blender scenes: about 1.35 around the origin).
-    Returns dict ``target`` ``(3,)``, ``up`` ``(3,)`` (the capture's up axis), ``box`` (3 pairs
-    ``(lo, hi)``), or None when the axes do not converge in front of the cameras.
-    """
-    poses = np.asarray(poses, dtype=np.float64)
-    orbit = orbit_of_cameras(poses)
-    target = orbit["target"]
-    dist = np.linalg.norm(poses[:, :, 3] - target, axis=1)
-    if camera_coverage(target[None], poses, K, img_wh, 0.0, np.inf)[0] < 0.5 * len(poses):
-        return None
-    W, H = img_wh
-    half_fov = min(np.arctan(0.5 * W / float(K[0][0])), np.arctan(0.5 * H / float(K[1][1])))
-    radius = float(dist.min() * np.sin(half_fov))
-    return dict(target=target, up=np.asarray(orbit["up"], dtype=np.float64),
-                box=[(float(t - radius), float(t + radius)) for t in target])

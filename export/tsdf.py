@@ -8,10 +8,12 @@ example (0 points, 0 triangles), hence the choice.
 
 Conventions. Our cameras are OpenGL's (``datasets/ray_utils.py``: x right, y up, looking along -z,
 ``c2w`` ``(3, 4)``); open3d wants OpenCV extrinsics (world-to-camera, x right, y down, z forward).
-The renderer's depth is the expected distance along unit-length rays, summed over the samples'
-weights, so a half-transparent pixel's depth is pulled towards 0: it is divided by the opacity
-(the distance where the ray's opaque part is) and turned into z-depth (distance times the
-cosine between the ray and the optical axis), the depth open3d's pinhole model expects.
+The fused depth is the distance along unit-length rays where the ray's transmittance falls to 0.5
+(``models.rendering.median_depth``, nerfacto's choice too), turned into z-depth (distance times the
+cosine between the ray and the optical axis), the depth open3d's pinhole model expects. The
+expected depth (the weighted mean distance, divided by the opacity) is the other choice: it is right
+for opaque surfaces but falls behind a thin, half-transparent object (a can in a real capture, whose
+density stays low) onto what lies beyond it.
 """
 import numpy as np
 import torch
@@ -20,6 +22,8 @@ from tqdm import tqdm
 from datasets.ray_utils import get_ray_directions, get_rays
 from export.mesh import _open3d, drop_small_pieces
 from models.rendering import render_chunked
+
+DEPTHS = ("median", "expected")  # which rendered depth is fused
 from utils.rays import Rays
 
 TRUNC_VOXELS = 4  # truncation of the signed distance, in voxels
@@ -55,12 +59,19 @@ def open3d_intrinsic(K, img_wh):
     return o3d.camera.PinholeCameraIntrinsic(int(W), int(H), K[0, 0], K[1, 1], K[0, 2] - 0.5, K[1, 2] - 0.5)
 
 
-def rgbd_for_fusion(rgb, distance, opacity, c2w, K, near, far, box, min_opacity=0.5, white_back=False):
+def expected_surface(depth, opacity):
+    """Distance to a ray's opaque part from the renderer's expected depth ``(H, W)`` (weights times
+    distances, pulled towards 0 on a half-transparent pixel) and opacity ``(H, W)``."""
+    return torch.as_tensor(depth, dtype=torch.float32) / torch.as_tensor(opacity, dtype=torch.float32).clamp(min=1e-6)
+
+
+def rgbd_for_fusion(rgb, surface, opacity, c2w, K, near, far, box, min_opacity=0.5, white_back=False):
     """One rendered view as the colour and z-depth images open3d fuses.
 
     Args:
-        rgb: ``(H, W, 3)`` rendered colour in [0, 1]; distance, opacity: ``(H, W)`` the renderer's
-            depth (weighted distance along unit rays) and accumulated weight.
+        rgb: ``(H, W, 3)`` rendered colour in [0, 1]; surface: ``(H, W)`` distance along unit rays to
+            the surface (``median_depth``, or ``expected_surface``; ``inf`` where there is none);
+            opacity: ``(H, W)`` the accumulated weight.
         c2w: ``(3, 4)`` OpenGL camera-to-world; K: ``(3, 3)``; near, far: the rays' bounds.
         box: 3 pairs ``(lo, hi)``: pixels whose surface point lies outside are dropped (background).
         min_opacity: pixels less opaque than this are dropped (empty space, soft edges).
@@ -70,15 +81,16 @@ def rgbd_for_fusion(rgb, distance, opacity, c2w, K, near, far, box, min_opacity=
         (open3d skips those), and the fraction of pixels kept.
     """
     H, W = opacity.shape
-    rgb, distance, opacity = (torch.as_tensor(x, dtype=torch.float32) for x in (rgb, distance, opacity))
+    rgb, t, opacity = (torch.as_tensor(x, dtype=torch.float32) for x in (rgb, surface, opacity))
     c2w = torch.as_tensor(np.asarray(c2w)[:3, :4], dtype=torch.float32)
-    t = distance / opacity.clamp(min=1e-6)  # distance to the opaque part of the ray
+    finite = torch.isfinite(t)
+    t = torch.where(finite, t, torch.zeros_like(t))
     dirs = get_ray_directions(H, W, K)  # (H, W, 3), z = -1
     unit = dirs / dirs.norm(dim=-1, keepdim=True)
     z = t * -unit[..., 2]  # z-depth: along the optical axis
     points = c2w[:, 3] + t[..., None] * (unit @ c2w[:, :3].T)  # (H, W, 3) surface point in the world
     lo, hi = (torch.tensor([r[i] for r in box], dtype=torch.float32) for i in (0, 1))
-    keep = (opacity >= min_opacity) & (t > near) & (t < far)
+    keep = finite & (opacity >= min_opacity) & (t > near) & (t < far)
     keep &= ((points >= lo) & (points <= hi)).all(-1)
     if white_back:  # the pixel is opacity * surface + (1 - opacity) * white
         rgb = (rgb - (1 - opacity[..., None])) / opacity[..., None].clamp(min=1e-6)
@@ -118,9 +130,10 @@ def tsdf_fuse(views, voxel, box, trunc_voxels=TRUNC_VOXELS):
 
 
 def render_and_fuse(fields, ds, idx, ranges, voxel, render_kwargs, chunk, device, min_opacity=0.5,
-                    min_cluster_frac=1.0, trunc_voxels=TRUNC_VOXELS):
+                    min_cluster_frac=1.0, trunc_voxels=TRUNC_VOXELS, depth="median"):
     """Render views ``idx`` of the training set ``ds`` (metric rays, not NDC) with the project's
     renderer, fuse them into a TSDF volume over the box ``ranges`` and keep its large pieces.
+    ``depth``: which rendered depth is fused, ``"median"`` or ``"expected"`` (see the module's doc).
 
     Returns:
         vertices ``(V, 3)``, triangles ``(T, 3)`` int64, colours ``(V, 3)`` in [0, 1], and stats
@@ -136,12 +149,15 @@ def render_and_fuse(fields, ds, idx, ranges, voxel, render_kwargs, chunk, device
             if ds.lenses[i] is not None:  # open3d fuses pinhole images: render this view as one
                 o, d = get_rays(get_ray_directions(H, W, K).reshape(-1, 3), ds.poses[i].cpu().float())
                 rays = Rays(o.to(rays.origins), d.to(rays.origins), rays.near, rays.far, rays.image, rays.viewdirs)
-            out = render_chunked(fields, rays.to(device), chunk=chunk, to_cpu=True, **render_kwargs)
-            colour, depth, frac = rgbd_for_fusion(
-                out["rgb"].view(H, W, 3), out["depth"].view(H, W), out["opacity"].view(H, W),
-                c2w, K, ds.near, ds.far, ranges, min_opacity, ds.white_back)
+            keys = ("rgb", "opacity", "median_depth" if depth == "median" else "depth")
+            out = render_chunked(fields, rays.to(device), chunk=chunk, keys=keys, to_cpu=True, **render_kwargs)
+            opacity = out["opacity"].view(H, W)
+            surface = (out["median_depth"].view(H, W) if depth == "median"
+                       else expected_surface(out["depth"].view(H, W), opacity))
+            colour, z, frac = rgbd_for_fusion(out["rgb"].view(H, W, 3), surface, opacity, c2w, K, ds.near, ds.far,
+                                              ranges, min_opacity, ds.white_back)
             kept_frac.append(frac)
-            yield colour, depth, c2w, K
+            yield colour, z, c2w, K
 
     mesh = tsdf_fuse(views(), voxel, ranges, trunc_voxels)
     kept, dropped = drop_small_pieces(mesh, min_cluster_frac)

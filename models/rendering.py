@@ -256,6 +256,26 @@ def eval_render_kwargs(hparams, white_back):
     return train_render_kwargs(hparams, white_back, train=False)
 
 
+def median_depth(weights, z_vals, level=0.5):
+    """Distance where a ray's accumulated weight first reaches ``level`` (transmittance ``1 - level``).
+
+    Unlike the expected depth (the weighted mean), it stays on the first surface that stops the
+    ray when that surface lets some light through: the mean of a half-transparent thin object in
+    front of a wall falls between the two, the median on the object.
+    Args:
+        weights: ``(N_rays, S)`` compositing weights; z_vals: ``(N_rays, S)`` their distances.
+    Returns:
+        ``(N_rays,)`` distance along the ray (the ray's units), ``inf`` where the ray never
+        accumulates ``level`` (it sees through).
+    """
+    if weights.shape[-1] == 0:
+        return torch.full(weights.shape[:1], float("inf"), device=weights.device)
+    reached = torch.cumsum(weights.float(), -1) >= level  # (N_rays, S)
+    first = torch.argmax(reached.to(torch.uint8), -1)  # index of the first True (0 when none)
+    depth = torch.gather(z_vals.float(), -1, first[:, None])[:, 0]
+    return torch.where(reached.any(-1), depth, torch.full_like(depth, float("inf")))
+
+
 def final_level(results):
     """``"fine"`` when ``results`` has a fine pass, else ``"coarse"``."""
     return "fine" if "rgb_fine" in results else "coarse"
@@ -268,7 +288,8 @@ def render_chunked(fields, rays, chunk=32 * 1024, keys=("rgb", "depth", "opacity
     Args:
         fields, render_kwargs: as for ``render_rays``.
         rays: ``Rays`` of any length, on the fields' device.
-        keys: outputs to keep, taken from the final level (fine if present, else coarse).
+        keys: outputs to keep, taken from the final level (fine if present, else coarse);
+            ``"median_depth"`` is ``median_depth`` of that level's weights.
         to_cpu: move each chunk's outputs to the CPU at once, so device memory stays bounded
             by one chunk whatever the image size.
     Returns:
@@ -279,6 +300,9 @@ def render_chunked(fields, rays, chunk=32 * 1024, keys=("rgb", "depth", "opacity
         out = render_rays(fields, rays[i:i + chunk], **render_kwargs)
         level = final_level(out)
         for k in keys:
-            v = out[f"{k}_{level}"]
+            if k == "median_depth":
+                v = median_depth(out[f"weights_{level}"], out[f"z_vals_{level}"])
+            else:
+                v = out[f"{k}_{level}"]
             parts[k].append(v.cpu() if to_cpu else v)
     return {k: torch.cat(v, 0) for k, v in parts.items()}

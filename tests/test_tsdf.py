@@ -12,7 +12,7 @@ import extract_mesh
 from conftest import ROOT, run_script
 from datasets.demo_scene import look_at_pose, camera_centres, signed_distance, surface_samples
 from datasets.ray_utils import get_ray_directions, get_rays
-from export.tsdf import opencv_extrinsic, rgbd_for_fusion, tsdf_fuse
+from export.tsdf import expected_surface, opencv_extrinsic, rgbd_for_fusion, tsdf_fuse
 from metrics import chamfer_distances, sample_mesh_surface
 from utils.io import staged_files
 
@@ -32,7 +32,7 @@ def sphere_views(size=48, extrinsic_of=None):
             oc = o.double().numpy() - CENTRE
             b = (oc * d.double().numpy()).sum(-1)
             disc = b * b - (oc * oc).sum(-1) + RADIUS ** 2
-            t = np.where(disc > 0, -b - np.sqrt(np.maximum(disc, 0)), 0).reshape(size, size)
+            t = np.where(disc > 0, -b - np.sqrt(np.maximum(disc, 0)), np.inf).reshape(size, size)
             opacity = (disc > 0).reshape(size, size).astype(np.float32)
             rgb = np.full((size, size, 3), 0.5, np.float32)
             colour, depth, _ = rgbd_for_fusion(rgb, t, opacity, c2w, K, 0.1, 10.0, box)
@@ -130,14 +130,18 @@ def test_rgbd_for_fusion_depth_masks_and_colour():
     colour_in = torch.full((H, W, 3), 0.4)
     colour_in[0, 0] = 0.5 * 0.4 + 0.5  # on white: opacity * colour + (1 - opacity)
     box = [(-5, 5), (-5, 5), (-5, 5)]
-    colour, depth, kept = rgbd_for_fusion(colour_in, distance, opacity, c2w, K, 0.1, 10.0, box, 0.3, white_back=True)
+    surface = expected_surface(distance, opacity)
+    colour, depth, kept = rgbd_for_fusion(colour_in, surface, opacity, c2w, K, 0.1, 10.0, box, 0.3, white_back=True)
     assert depth[0, 1] == 0 and kept == (H * W - 1) / (H * W)
     np.testing.assert_allclose(np.delete(depth.ravel(), 1), 2.0, rtol=1e-5)
     assert abs(int(colour[0, 0, 0]) - 102) <= 1  # 0.4 * 255
-    _, depth, _ = rgbd_for_fusion(colour_in, distance, opacity, c2w, K, 0.1, 1.5, box, 0.3)
+    _, depth, _ = rgbd_for_fusion(colour_in, surface, opacity, c2w, K, 0.1, 1.5, box, 0.3)
     assert (depth == 0).all()  # past far
-    _, depth, _ = rgbd_for_fusion(colour_in, distance, opacity, c2w, K, 0.1, 10.0, [(-5, 5), (-5, 5), (-1, 5)], 0.3)
+    _, depth, _ = rgbd_for_fusion(colour_in, surface, opacity, c2w, K, 0.1, 10.0, [(-5, 5), (-5, 5), (-1, 5)], 0.3)
     assert (depth == 0).all()  # the plane z = -2 lies outside the box
+    surface[1, 1] = float("inf")  # no surface on this ray (a median depth never reached)
+    _, depth, kept = rgbd_for_fusion(colour_in, surface, opacity, c2w, K, 0.1, 10.0, box, 0.3)
+    assert depth[1, 1] == 0 and kept == (H * W - 2) / (H * W)
     # OpenCV extrinsic: the camera's -z (OpenGL forward) becomes +z, y flips
     np.testing.assert_allclose(opencv_extrinsic(c2w)[:3, :3], np.diag([1.0, -1.0, -1.0]))
 
@@ -250,3 +254,17 @@ def test_staged_files_moves_the_named_files_last(tmp_path, monkeypatch):
         assert not (tmp_path / "out" / "s.ply").exists()  # nothing under a final name before the end
     assert moved == ["a.json", "s_density.png", "s.ply", "s.glb"]
     assert sorted(os.listdir(tmp_path / "out")) == ["a.json", "s.glb", "s.ply", "s_density.png"]
+
+
+def test_median_depth_stays_on_a_thin_half_transparent_object():
+    """A thin object that stops 60% of the light in front of a wall: the expected depth lands between
+    the two (1.8), the median depth on the object (1.0); one that stops 40% lets the median reach the
+    wall; a ray that sees through (opacity < 0.5) has no median depth."""
+    from models.rendering import median_depth
+
+    z = torch.tensor([[0.5, 1.0, 2.0, 3.0]]).expand(3, 4)
+    weights = torch.tensor([[0.0, 0.6, 0.0, 0.4], [0.0, 0.4, 0.0, 0.6], [0.0, 0.2, 0.0, 0.1]])
+    med = median_depth(weights, z)
+    assert med[0] == 1.0 and med[1] == 3.0 and torch.isinf(med[2])
+    expected = expected_surface((weights * z).sum(-1), weights.sum(-1))
+    assert abs(float(expected[0]) - 1.8) < 1e-6

@@ -234,13 +234,15 @@ def test_unbounded_checkpoint_through_every_script(beer_fast_ckpt, tmp_path):
                "--no_depth", cwd=work)
     again = json.loads((tmp_path / "w" / "metrics.json").read_text())
     assert again["psnr"] == pytest.approx(metrics["psnr"], abs=1e-3)
-    # the mesh box defaults to the object, inside the foreground ball
+    # the mesh box defaults to the object found in the density (the can, near the middle of the foreground
+    # ball), at the level where the training views' rays stop
     proc = run_script("extract_mesh.py", "--ckpt_path", ckpt, "--preview_only", "--out", tmp_path / "mesh" / "ub.ply",
                       cwd=work)
-    assert "inside the foreground ball" in proc.stdout
-    box = re.search(r"--x_range (\S+) (\S+) --y_range (\S+) (\S+) --z_range (\S+) (\S+)", proc.stdout)
-    assert box, proc.stdout
-    assert max(abs(float(v)) for v in box.groups()) < 1.0
+    assert "sigma threshold: " in proc.stdout and "the training views' rays stop near the object" in proc.stdout
+    found = proc.stdout.split("meshing the box of the object found there: ")[1].split("\n")[0]
+    box = [float(v) for v in re.findall(r"-?\d+\.\d+", found)]
+    assert len(box) == 6 and max(abs(v) for v in box) < 0.5, found  # the can, not the whole ball
+    assert all(hi - lo > 0.05 for lo, hi in zip(box[::2], box[1::2])), found
 
 
 def test_unbounded_checkpoint_in_the_notebook(beer_fast_ckpt, monkeypatch):
