@@ -90,6 +90,10 @@ def get_parser(description="Train a NeRF (PyTorch Lightning).", training=True):
                            help="std of the noise added to densities during training (0: none)")
         train.add_argument("--loss_type", type=str, default="mse", choices=("mse",),
                            help="photometric loss on coarse and fine colours")
+        train.add_argument("--distortion_loss", type=float, default=0.0,
+                           help="--fast: weight of mip-NeRF 360's distortion loss (it pulls each ray's weight onto "
+                                "one surface; 0: off; 0.002 on beer: level with off at equal time, 0.01 empties the "
+                                "scene; benchmarks/RESULTS.md §15)")
         train.add_argument("--batch_size", type=int, default=1024, help="rays per step (per device)")
         train.add_argument("--num_epochs", type=int, default=16,
                            help="epochs; one epoch visits every training ray once")
@@ -239,6 +243,10 @@ def check_opts(hparams):
             raise UserError(f"--camera_lr must be positive, got {hparams.camera_lr}")
         if not 0 <= getattr(hparams, "camera_c2f", 0) < 1:
             raise UserError(f"--camera_c2f must be a share of the run in [0, 1), got {hparams.camera_c2f}")
+    if getattr(hparams, "distortion_loss", 0) < 0:
+        raise UserError(f"--distortion_loss must be >= 0, got {hparams.distortion_loss}")
+    if getattr(hparams, "distortion_loss", 0) > 0 and not getattr(hparams, "fast", False):
+        raise UserError("--distortion_loss applies to the fast path's ray marching: add --fast, or drop it")
     for name in ["weight_decay", "momentum"]:
         value = getattr(hparams, name, None)
         if value is not None and value < 0:

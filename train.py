@@ -58,7 +58,7 @@ class NeRFSystem(pl.LightningModule):
             self.occupancy = fields["occupancy"]
         if self.hparams.get("optimize_cameras"):  # kept apart from the fields: only training uses it
             self.camera_opt = PoseCorrection(self.hparams["n_train_images"])
-        self.loss = loss_dict[self.hparams.get("loss_type", "mse")]()
+        self.loss = loss_dict[self.hparams.get("loss_type", "mse")](self.hparams.get("distortion_loss", 0.0))
         self.train_dataset, self.val_dataset = train_dataset, val_dataset
         self.train_sampler = None
 

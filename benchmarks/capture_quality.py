@@ -99,7 +99,7 @@ def train_variant(a, name, flags, on_measure=None):
     sched = get_scheduler(h, opt, time_fraction=lambda: clock / budget)
     sampler = RayBatchSampler(train.n_rays, h.batch_size, seed=0)
     steps_per_epoch = len(sampler)
-    batches, next_eval, loss_fn = endless_batches(sampler), 0.0, loss_dict[h.loss_type]()
+    batches, next_eval, loss_fn = endless_batches(sampler), 0.0, loss_dict[h.loss_type](h.distortion_loss)
     kw = train_render_kwargs(h, train.white_back, train=True)
     grid = fields.get("occupancy")
     while True:

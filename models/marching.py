@@ -18,7 +18,7 @@ import torch
 from torch.profiler import record_function  # named scopes for benchmarks/profile_step.py
 
 from models.appearance import ray_codes
-from models.contraction import distance_from_parameter, ray_segments
+from models.contraction import distance_from_parameter, ray_parameter, ray_segments
 from models.rendering import composite, query_field
 
 
@@ -186,5 +186,17 @@ def render_marched(field, grid, rays, step_size, perturb=False, white_back=False
 
     out = composite(sigmas, rgbs, t, rays.directions, white_back=white_back, deltas=dt)
     out = {f"{k}_coarse": v for k, v in out.items()}
-    out.update(z_vals_coarse=t, n_samples=keep.sum())
+    s_lo, s_hi = normalized_parameter(rays, t - 0.5 * dt, t + 0.5 * dt, grid=grid)
+    out.update(z_vals_coarse=t, n_samples=keep.sum(), s_mid_coarse=0.5 * (s_lo + s_hi), s_width_coarse=s_hi - s_lo)
     return out
+
+
+def normalized_parameter(rays, *ts, grid):
+    """Distances ``t`` ``(N, M)`` along ``rays`` as the normalized ray parameter ``s`` in [0, 1] the
+    distortion loss measures in: ``models.contraction.ray_parameter`` in an unbounded scene
+    (``grid.contracted``), else ``(t - near) / (far - near)``. Returns one tensor per ``ts``."""
+    if getattr(grid, "contracted", False):
+        near, t_mid, far = ray_segments(rays)
+        return tuple(ray_parameter(t, near, t_mid, far) for t in ts)
+    span = (rays.far - rays.near).clamp(min=1e-6)
+    return tuple(((t - rays.near) / span).clamp(0, 1) for t in ts)

@@ -1,6 +1,7 @@
 """The fast path's pieces: hash encoding, occupancy grid, ray marching, and a short training run."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -279,3 +280,47 @@ def test_inference_renders_each_sample_once_with_the_same_result(unbounded):
     torch.testing.assert_close(one["rgb_coarse"], two["rgb_coarse"].detach(), atol=1e-4, rtol=0)
     torch.testing.assert_close(one["opacity_coarse"], two["opacity_coarse"].detach(), atol=1e-4, rtol=0)
     torch.testing.assert_close(one["weights_coarse"], two["weights_coarse"].detach(), atol=1e-4, rtol=0)
+
+
+def test_distortion_loss_is_its_double_sum_and_prefers_one_surface():
+    """The prefix-sum form equals mip-NeRF 360's double sum; a ray's weight in one interval costs less
+    than the same weight split between two surfaces; the marched training render reports each sample's
+    normalized parameter (sorted, in [0, 1]), which MSELoss adds the loss on."""
+    from losses import MSELoss, distortion_loss
+
+    g = torch.Generator().manual_seed(0)
+    w, d = torch.rand(5, 9, generator=g), 0.1 * torch.rand(5, 9, generator=g)
+    m = torch.sort(torch.rand(5, 9, generator=g), -1).values
+    brute = (w[:, :, None] * w[:, None] * (m[:, :, None] - m[:, None]).abs()).sum((1, 2)) + (w * w * d).sum(-1) / 3
+    assert torch.allclose(distortion_loss(w, m, d), brute.mean(), rtol=1e-5)
+    s = torch.linspace(0.05, 0.95, 10)[None]
+    width = torch.full_like(s, 0.1)
+    one = torch.zeros_like(s).index_fill_(1, torch.tensor([4]), 1.0)
+    two = torch.zeros_like(s).index_fill_(1, torch.tensor([2, 7]), 0.5)
+    assert distortion_loss(one, s, width) < distortion_loss(two, s, width) / 3
+
+    grid, field = _covering_sphere_grid()
+    field.value = 5.0
+    rays = make_rays(n=16)
+    with torch.enable_grad():
+        out = render_marched(field, grid, rays, float(grid.step_size))
+        s_mid = out["s_mid_coarse"]
+        assert (s_mid >= 0).all() and (s_mid <= 1).all() and (s_mid[:, 1:] >= s_mid[:, :-1]).all()
+        target = torch.zeros(len(rays), 3)
+        plain, with_d = MSELoss()(out, target), MSELoss(distortion=0.01)(out, target)
+        assert with_d > plain
+    w.requires_grad_(True)
+    grad, = torch.autograd.grad(distortion_loss(w, m, d), w)
+    assert torch.isfinite(grad).all() and (grad > 0).all()  # every weight costs: it clears haze
+
+
+def test_train_py_adds_the_distortion_loss(demo_dir, tmp_path):
+    """train.py --fast --distortion_loss: the loss takes part in training (stored with the run, finite)."""
+    from test_train import scalars
+    from utils.checkpoint import load_checkpoint
+
+    run_script("train.py", "--root_dir", demo_dir, "--img_wh", 32, 32, "--fast", "--num_gpus", 0, "--max_steps", 4,
+               "--batch_size", 256, "--distortion_loss", 0.002, "--val_num", 1, "--exp_name", "dist", cwd=tmp_path)
+    assert load_checkpoint(str(tmp_path / "ckpts" / "dist" / "last.ckpt"))["hparams"]["distortion_loss"] == 0.002
+    losses, _ = scalars(tmp_path, "dist", "train/loss")
+    assert len(losses) and np.isfinite(losses).all()

@@ -142,6 +142,8 @@ def _bad(tmp_path, *args):
     (["--max_time", "soon"], "--max_time soon is not a duration"), (["--max_time", "0"], "--max_time 0 is not"),
     (["--max_time", "00:15:00"], "DD:HH:MM:SS"),
     (["--unbounded", "--dataset_name", "blender"], "--unbounded is for real 360-degree captures"),
+    (["--distortion_loss", "0.01"], "--distortion_loss applies to the fast path"),
+    (["--fast", "--distortion_loss", "-1"], "--distortion_loss must be >= 0"),
 ])
 def test_bad_training_flags_are_named(flags, expect):
     with pytest.raises(UserError, match=expect):
