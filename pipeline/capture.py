@@ -9,7 +9,7 @@ with ``DIR`` as the working folder, and records the exact command line that repr
              rays for a forward-facing capture), at a size and for a time the budget allows
     heldout  eval.py --split test: every 8th frame, held out of training, rendered and scored
     video    eval.py --split path: the circle (or spiral) video
-    mesh     extract_mesh.py --method tsdf (MESH_METHOD), the foreground box of a walk around
+    mesh     extract_mesh.py --method tsdf (MESH_METHOD): the object's box found in the density
     report   DIR/report.html (export/report.py)
 
 The folder ``DIR``::
@@ -52,9 +52,9 @@ EXP = "capture"  # train.py's --exp_name: ckpts/capture, logs/capture
 CKPT = os.path.join("ckpts", EXP, "last.ckpt")
 SCENE = "scene"
 
-# How the mesh is made: "tsdf" fuses depth and colour rendered from the training cameras (one piece,
-# no density threshold to guess: benchmarks/RESULTS.md §13 measures it against marching cubes on the
-# demo's true surface); "density" is extract_mesh.py's marching cubes on the density.
+# How the mesh is made: "tsdf" fuses depth and colour rendered from the training cameras (one piece;
+# benchmarks/RESULTS.md §13 measures it against marching cubes on the demo's true surface and on beer,
+# where it alone keeps the can's colours); "density" is extract_mesh.py's marching cubes on the density.
 MESH_METHOD = "tsdf"
 
 # the tiny vanilla model of SPEC.md, for forward-facing (NDC) captures trained on the CPU
