@@ -39,6 +39,7 @@ from viewer.paths import read_path
 
 SPLITS = ("train", "val", "test", "path")
 DEFAULT_SPLIT = {"blender": "test", "llff": "path", "nerfstudio": "path"}
+ALIGN_STEPS = 100  # held-out pose alignment of models trained with --optimize_cameras (steps per view)
 
 
 def get_eval_parser():
@@ -61,9 +62,11 @@ def get_eval_parser():
     ev.add_argument("--no_depth", dest="save_depth", action="store_false",
                     help="skip the depth maps and the depth video")
     ev.add_argument("--device", type=str, default="auto", help="auto (a GPU if present), cpu, cuda, cuda:1, ...")
-    ev.add_argument("--align_steps", type=int, default=100,
-                    help="models trained with --optimize_cameras: steps that align each held-out view's pose "
-                         "(6 numbers, the field frozen) before it is scored; 0: score the poses as read")
+    ev.add_argument("--align_steps", type=int, default=None,
+                    help="steps that align each held-out view's pose (6 numbers, the field frozen) before it is "
+                         f"scored: {ALIGN_STEPS} by default for models trained with --optimize_cameras, none for "
+                         "others; 0: score the poses as read; N > 0 aligns any model (to compare a model "
+                         "trained without --optimize_cameras the same way)")
     return parser
 
 
@@ -71,14 +74,16 @@ def align_held_out(fields, ds, h, ckpt, device):
     """Models trained with --optimize_cameras learned slightly moved cameras: align each view with
     ground truth to the field before scoring it (``models.camera_opt.align_views``). Returns a line
     for metrics.json saying what was done, or None when nothing was."""
-    if not ckpt["hparams"].get("optimize_cameras") or ds.rgbs is None or h.align_steps == 0:
+    steps = h.align_steps if h.align_steps is not None else \
+        (ALIGN_STEPS if ckpt["hparams"].get("optimize_cameras") else 0)
+    if ds.rgbs is None or steps <= 0:
         return None
     ds.to(device)
     kwargs = {**eval_render_kwargs(h, ds.white_back), "test_time": False}  # a differentiable pass
     bar = tqdm(total=len(ds.poses), desc="aligning held-out poses", unit="view")
-    ds.poses = align_views(fields, ds, kwargs, steps=h.align_steps, progress=lambda i: bar.update())
+    ds.poses = align_views(fields, ds, kwargs, steps=steps, progress=lambda i: bar.update())
     bar.close()
-    return (f"each view's pose aligned to the trained scene before scoring ({h.align_steps} steps on its own "
+    return (f"each view's pose aligned to the trained scene before scoring ({steps} steps on its own "
             f"photo, 6 numbers per view, the model frozen), as nerfstudio and BARF evaluate")
 
 
@@ -188,7 +193,7 @@ def main(argv=None):
     args, explicit = parse_args(get_eval_parser(), argv)
     if args.fps <= 0:
         raise UserError(f"--fps must be positive, got {args.fps}")
-    if args.align_steps < 0:
+    if args.align_steps is not None and args.align_steps < 0:
         raise UserError(f"--align_steps must be >= 0, got {args.align_steps}")
     device = pick_device(args.device)
     fields, h, ckpt = load_model(args, explicit, device)

@@ -33,7 +33,9 @@ comparable. Writes ``--out`` (JSON lines: method, rays per batch, minute, step, 
 SSIM, PSNR per view), beside it a PSNR-vs-minutes plot (``.png``) and the last frames of the
 first, middle and last held-out views next to the ground truth (``_frames.png``), keeps every
 frame and the nerfstudio scene under ``--work`` (default: beside ``--out``, ``{name}_work/``), and
-prints a table.
+prints a table. ``--score_only`` scores the frames in ``--work`` again; ``--add_rows EARLIER.jsonl``
+puts an earlier run's rows (same scene and size) in the table and plot, so one more run (say
+``--methods nerfacto --rays 1024``) joins a comparison without training the others again.
 """
 import argparse
 import json
@@ -82,16 +84,41 @@ def parse(argv=None):
     p.add_argument("--work", help="frames and the nerfstudio scene (default: beside --out, NAME_work)")
     p.add_argument("--venv", default=DEFAULT_VENV, help="nerfstudio's own venv (made on first use)")
     p.add_argument("--score_only", action="store_true", help="train nothing: score the runs already in --work")
+    p.add_argument("--add_rows", metavar="JSONL",
+                   help="an earlier --out of this script on the same scene and size: its rows join the table and "
+                        "plot (not scored again; their frames are not in the frames picture)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if not a.out.endswith(".jsonl"):
         raise UserError(f"--out {a.out} must end in .jsonl (the plot goes beside it as .png)")
     if a.minutes <= 0 or a.eval_every <= 0 or a.threads <= 0 or min(a.rays) <= 0:
         raise UserError("--minutes, --eval_every, --threads and --rays must be positive")
+    a.earlier = read_earlier_rows(a) if a.add_rows else []
     if not os.path.isdir(a.scene):
         raise UserError(f"--scene {a.scene} is not a folder: point it at an LLFF capture (images/ + poses_bounds.npy)")
     a.work = a.work or a.out[: -len(".jsonl")] + "_work"
     return a
+
+
+def read_earlier_rows(a):
+    """``--add_rows``: the rows of an earlier run of this script; UserError unless it scored the same
+    scene at the same size (the one scorer, the same ground truth: the figures compare)."""
+    if not os.path.isfile(a.add_rows):
+        raise UserError(f"--add_rows {a.add_rows} is not a file: give an earlier --out of this script")
+    with open(a.add_rows) as f:
+        try:
+            rows = [json.loads(line) for line in f if line.strip()]
+        except json.JSONDecodeError:
+            rows = None
+    scene = os.path.basename(os.path.normpath(a.scene))
+    if not rows or any(not isinstance(r, dict) or "method" not in r for r in rows):
+        raise UserError(f"--add_rows {a.add_rows} holds no rows of vs_nerfacto.py: give an earlier --out of it")
+    other = {(r.get("scene"), tuple(r.get("img_wh", ()))) for r in rows} - {(scene, tuple(a.img_wh))}
+    if other:
+        s, wh = sorted(other, key=str)[0]
+        raise UserError(f"--add_rows {a.add_rows} scored {s} at {wh}, not {scene} at {tuple(a.img_wh)}: "
+                        "give the same --scene and --img_wh")
+    return rows
 
 
 def scene_flags(a):
@@ -268,16 +295,18 @@ def run_label(info):
 
 def report(a, test, run_dirs):
     """Score all runs, write ``--out`` and the plot, print the table; returns the JSON rows."""
-    rows = []
+    rows, made_now = [], []
     for run_dir in run_dirs:
         with open(os.path.join(run_dir, "run.json")) as f:
             info = json.load(f)
+        made_now.append(run_label(info))
         for r in score_run(run_dir, test):
             rows.append({"method": info["method"], "rays": info["rays"], "minute": round(r["t"] / 60, 3),
                          "step": r["step"], "psnr": round(r["psnr"], 3), "psnr_min": round(r["psnr_min"], 3),
                          "ssim": round(r["ssim"], 4), "psnr_views": [round(x, 2) for x in r["psnr_views"]],
                          "scene": os.path.basename(os.path.normpath(a.scene)), "img_wh": list(a.img_wh),
                          "device": info.get("device", a.device), "threads": info.get("threads", a.threads)})
+    rows = [r for r in a.earlier if run_label(r) not in made_now] + rows  # a run made now replaces its namesake
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out + ".partial", "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
@@ -291,7 +320,7 @@ def report(a, test, run_dirs):
         where = "runs on different devices or threads"
     plot_psnr_curves(curves, a.out[: -len(".jsonl")] + ".png", xlabel=f"training minutes ({where})",
                      title=f"{os.path.basename(os.path.normpath(a.scene))} {W}x{H}, {len(test.image_names)} held-out views")
-    frames_figure(test, run_dirs, list(dict.fromkeys(run_label(r) for r in rows)), a.out[: -len(".jsonl")] + "_frames.png")
+    frames_figure(test, run_dirs, made_now, a.out[: -len(".jsonl")] + "_frames.png")
     print(f"{'run':<16}{'minute':>8}{'step':>8}{'PSNR':>8}{'worst':>8}{'SSIM':>8}")
     for r in rows:
         print(f"{run_label(r):<16}{r['minute']:>8.2f}{r['step']:>8}{r['psnr']:>8.2f}{r['psnr_min']:>8.2f}{r['ssim']:>8.3f}")

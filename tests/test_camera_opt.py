@@ -137,3 +137,17 @@ def test_bad_align_steps(tmp_path, demo_ckpt):
     proc = run_script("eval.py", "--ckpt_path", ckpt, "--align_steps", -1, "--out_dir", tmp_path / "x", cwd=tmp_path,
                       check=False)
     assert proc.returncode != 0 and "--align_steps must be >= 0" in proc.stderr and not (tmp_path / "x").exists()
+
+
+def test_align_steps_aligns_any_model_when_asked(tmp_path, demo_ckpt):
+    """A model trained without --optimize_cameras is scored on the poses as read, unless --align_steps N
+    asks for the alignment (to compare it with one trained with --optimize_cameras the same way)."""
+    ckpt, _ = demo_ckpt
+    run_script("eval.py", "--ckpt_path", ckpt, "--split", "val", "--no_depth", "--out_dir", tmp_path / "a", cwd=tmp_path)
+    plain = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert "cameras" not in plain
+    run_script("eval.py", "--ckpt_path", ckpt, "--split", "val", "--no_depth", "--align_steps", 20,
+               "--out_dir", tmp_path / "b", cwd=tmp_path)
+    aligned = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert "20 steps" in aligned["cameras"]
+    assert aligned["psnr"] >= plain["psnr"] - 0.1  # the true poses: alignment finds nothing better to move to

@@ -55,12 +55,27 @@ def test_ours_side_is_scored_from_its_frames(beer_dir, tmp_path):
     out.unlink()  # --score_only scores the frames already there again, training nothing
     run_script("benchmarks/vs_nerfacto.py", "--scene", beer_dir, "--img_wh", 9, 16, "--score_only", "--out", out)
     assert [json.loads(line) for line in out.read_text().splitlines()] == rows
+    # --add_rows: an earlier run's rows join the table; the run made now replaces its namesake
+    earlier = tmp_path / "earlier.jsonl"
+    old_ours = dict(rows[0], psnr=1.0)
+    nerfacto = dict(rows[0], method="nerfacto", rays=4096, psnr=2.0)
+    earlier.write_text(json.dumps(old_ours) + "\n" + json.dumps(nerfacto) + "\n")
+    both = tmp_path / "both.jsonl"
+    proc = run_script("benchmarks/vs_nerfacto.py", "--scene", beer_dir, "--img_wh", 9, 16, "--score_only",
+                      "--work", tmp_path / "vs_work", "--add_rows", earlier, "--out", both)
+    assert [json.loads(line) for line in both.read_text().splitlines()] == [nerfacto] + rows
+    assert "nerfacto_4096" in proc.stdout
+    proc = run_script("benchmarks/vs_nerfacto.py", "--scene", beer_dir, "--img_wh", 18, 32, "--score_only",
+                      "--work", tmp_path / "vs_work", "--add_rows", earlier, "--out", tmp_path / "x.jsonl", check=False)
+    assert proc.returncode == 2 and "give the same --scene and --img_wh" in proc.stderr
+    assert not (tmp_path / "x.jsonl").exists()
 
 
 @pytest.mark.parametrize("flags,message", [
     (["--out", "x.json"], "must end in .jsonl"),
     (["--scene", "/no/such/scene"], "is not a folder"),
     (["--minutes", "0"], "must be positive"),
+    (["--add_rows", "none.jsonl"], "is not a file"),
 ])
 def test_bad_flags_name_the_flag(tmp_path, flags, message):
     proc = run_script("benchmarks/vs_nerfacto.py", "--out", tmp_path / "r.jsonl", *flags, check=False, cwd=tmp_path)
