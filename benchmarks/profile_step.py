@@ -1,12 +1,16 @@
 """Where a training step spends its time: data, sampling, encoding, MLP, compositing, backward, optimizer.
 
     python benchmarks/profile_step.py --root_dir ../shared/data/nerf_synthetic/lego --device cpu [--fast]
+    python benchmarks/profile_step.py --device cpu --fast \
+        --scene "--dataset_name llff --root_dir ../shared/data/nerf_llff_data/beer --img_wh 72 128 --unbounded"
 
 Runs a few warm-up steps, then profiles ``--steps`` steps with ``torch.profiler``. The renderer's
 functions carry named scopes (``nerf/sampling``, ``nerf/field``, ``nerf/encoding``,
 ``nerf/composite``); times are exclusive (a scope's time minus the scopes nested in it, so
 ``mlp`` is the field's time outside its encodings). Prints one JSON line with seconds per step and
-the share of each part.
+the share of each part. ``--root_dir`` profiles a Blender scene with ``train_speed.py``'s fixed
+settings; ``--scene`` any capture with train.py's flags and presets (``--fast``: the preset of the
+device), after ``--warmup`` steps of training (a fresh grid samples more than a trained one).
 """
 import argparse
 import json
@@ -20,11 +24,12 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile, record_function  # noqa: E402
 
-from benchmarks.train_speed import FAST_CPU, FAST_GPU, VANILLA, training_fields  # noqa: E402
+from benchmarks.train_speed import FAST_CPU, FAST_GPU, VANILLA, endless_batches, training_fields  # noqa: E402
+from datasets import make_dataset  # noqa: E402
 from datasets.base import RayBatchSampler  # noqa: E402
 from datasets.blender import BlenderDataset  # noqa: E402
 from losses import MSELoss  # noqa: E402
-from models.rendering import render_rays  # noqa: E402
+from models.rendering import render_rays, train_render_kwargs  # noqa: E402
 from opt import get_opts  # noqa: E402
 from utils.optim import get_optimizer  # noqa: E402
 
@@ -53,7 +58,9 @@ def exclusive_times(events, use_device):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--root_dir", required=True)
+    scene = p.add_mutually_exclusive_group(required=True)
+    scene.add_argument("--root_dir", help="a Blender scene, profiled with train_speed.py's fixed settings")
+    scene.add_argument("--scene", help="train.py flags naming any scene (quoted); train.py's presets apply")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--fast", action="store_true", help="profile the fast path instead of the seed's NeRF")
     p.add_argument("--img_wh", nargs=2, type=int, default=[100, 100])
@@ -72,20 +79,30 @@ def main():
         HashEncoding.forward = legacy_forward
     torch.manual_seed(0)  # the same initial fields and rays for every variant
     device = torch.device(a.device)
-    flags = (FAST_CPU if a.device == "cpu" else FAST_GPU) if a.fast else VANILLA
-    h = get_opts(["--root_dir", a.root_dir, "--img_wh", *map(str, a.img_wh), *flags])
-    train = BlenderDataset(a.root_dir, "train", tuple(a.img_wh))
+    if a.scene:
+        gpus = "0" if a.device == "cpu" else "1"
+        h = get_opts([*a.scene.split(), "--num_gpus", gpus, *(["--fast"] if a.fast else VANILLA)])
+        train = make_dataset(h, "train")
+        kw = train_render_kwargs(h, train.white_back, train=True)
+    else:
+        flags = (FAST_CPU if a.device == "cpu" else FAST_GPU) if a.fast else VANILLA
+        h = get_opts(["--root_dir", a.root_dir, "--img_wh", *map(str, a.img_wh), *flags])
+        train = BlenderDataset(a.root_dir, "train", tuple(a.img_wh))
+        kw = dict(n_samples=h.N_samples, n_importance=h.N_importance, perturb=1.0, white_back=True)
     fields = training_fields(h, train, device)
     opt = get_optimizer(h, list(fields.values()))
-    batches = iter(RayBatchSampler(train.n_rays, h.batch_size))
-    kw = dict(n_samples=h.N_samples, n_importance=h.N_importance, perturb=1.0, white_back=True)
+    batches = endless_batches(RayBatchSampler(train.n_rays, h.batch_size, seed=0))
+    samples = []
 
     def step(i):
         with record_function("step/data"):
             batch = train[next(batches).to(device)]
         if h.fast:
             fields["occupancy"].update(i, fields["coarse"].query_density)
-        loss = MSELoss()(render_rays(fields, batch["rays"], **kw), batch["rgbs"])
+        results = render_rays(fields, batch["rays"], **kw)
+        if "n_samples" in results:  # a GPU sync, as the training loops log it
+            samples.append(results["n_samples"].item() / len(batch["rgbs"]))
+        loss = MSELoss()(results, batch["rgbs"])
         with record_function("step/backward"):
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -104,8 +121,9 @@ def main():
     wall = (time.perf_counter() - t0) / a.steps
     parts = {k: v / a.steps for k, v in exclusive_times(prof.events(), a.device == "cuda").items()}
     parts["other"] = max(0.0, wall - sum(parts.values()))
-    print(json.dumps({"mode": ("fast_legacy_encoding" if a.legacy_encoding else "fast") if h.fast else "vanilla", "device": a.device, "img_wh": a.img_wh,
+    print(json.dumps({"mode": ("fast_legacy_encoding" if a.legacy_encoding else "fast") if h.fast else "vanilla", "device": a.device, "img_wh": list(h.img_wh),
                       "batch_size": h.batch_size, "s_per_step_profiled": round(wall, 4),
+                      "samples_per_ray": round(sum(samples[a.warmup:]) / a.steps, 1) if samples else None,
                       "share": {k: round(v / wall, 3) for k, v in parts.items()},
                       "seconds": {k: round(v, 4) for k, v in parts.items()}}))
 

@@ -93,11 +93,17 @@ def parse(argv=None):
         raise UserError(f"--out {a.out} must end in .jsonl (the plot goes beside it as .png)")
     if a.minutes <= 0 or a.eval_every <= 0 or a.threads <= 0 or min(a.rays) <= 0:
         raise UserError("--minutes, --eval_every, --threads and --rays must be positive")
-    a.earlier = read_earlier_rows(a) if a.add_rows else []
+    # the worker trains only: the earlier rows are the parent's business
+    a.earlier = read_earlier_rows(a) if a.add_rows and a.worker is None else []
     if not os.path.isdir(a.scene):
         raise UserError(f"--scene {a.scene} is not a folder: point it at an LLFF capture (images/ + poses_bounds.npy)")
     a.work = a.work or a.out[: -len(".jsonl")] + "_work"
     return a
+
+
+def scene_name(a):
+    """The capture's folder name, as the rows and the plot's title name it."""
+    return os.path.basename(os.path.normpath(a.scene))
 
 
 def read_earlier_rows(a):
@@ -110,7 +116,7 @@ def read_earlier_rows(a):
             rows = [json.loads(line) for line in f if line.strip()]
         except json.JSONDecodeError:
             rows = None
-    scene = os.path.basename(os.path.normpath(a.scene))
+    scene = scene_name(a)
     if not rows or any(not isinstance(r, dict) or "method" not in r for r in rows):
         raise UserError(f"--add_rows {a.add_rows} holds no rows of vs_nerfacto.py: give an earlier --out of it")
     other = {(r.get("scene"), tuple(r.get("img_wh", ()))) for r in rows} - {(scene, tuple(a.img_wh))}
@@ -304,7 +310,7 @@ def report(a, test, run_dirs):
             rows.append({"method": info["method"], "rays": info["rays"], "minute": round(r["t"] / 60, 3),
                          "step": r["step"], "psnr": round(r["psnr"], 3), "psnr_min": round(r["psnr_min"], 3),
                          "ssim": round(r["ssim"], 4), "psnr_views": [round(x, 2) for x in r["psnr_views"]],
-                         "scene": os.path.basename(os.path.normpath(a.scene)), "img_wh": list(a.img_wh),
+                         "scene": scene_name(a), "img_wh": list(a.img_wh),
                          "device": info.get("device", a.device), "threads": info.get("threads", a.threads)})
     rows = [r for r in a.earlier if run_label(r) not in made_now] + rows  # a run made now replaces its namesake
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
@@ -319,7 +325,7 @@ def report(a, test, run_dirs):
     if rows and {(r["device"], r["threads"]) for r in rows} != {(rows[0]["device"], rows[0]["threads"])}:
         where = "runs on different devices or threads"
     plot_psnr_curves(curves, a.out[: -len(".jsonl")] + ".png", xlabel=f"training minutes ({where})",
-                     title=f"{os.path.basename(os.path.normpath(a.scene))} {W}x{H}, {len(test.image_names)} held-out views")
+                     title=f"{scene_name(a)} {W}x{H}, {len(test.image_names)} held-out views")
     frames_figure(test, run_dirs, made_now, a.out[: -len(".jsonl")] + "_frames.png")
     print(f"{'run':<16}{'minute':>8}{'step':>8}{'PSNR':>8}{'worst':>8}{'SSIM':>8}")
     for r in rows:

@@ -16,33 +16,55 @@ from torch.profiler import record_function  # named scopes for benchmarks/profil
 PRIMES = (1, 2654435761, 805459861)
 
 
+def _accumulate_rows(idx, w, grad, n_rows, method=None):
+    """The table's gradient ``(n_rows, F)``: ``sum over (l, c, n) with idx[l, c, n] == r of
+    w[l, c, n] * grad[l, n]`` for ``idx``, ``w`` ``(L, 8, N)`` and ``grad`` ``(L, N, F)``.
+
+    On the CPU one weighted ``bincount`` per feature, a plain serial loop: 3-4x faster than
+    ``index_add_`` on a real step (beer: 0.55M points x 8 corners into 0.8M rows, 26 ms against
+    119 ms; it was the backward's largest cost). On a GPU, ``index_add_`` (atomics). ``method``:
+    "bincount" or "index_add" (default: by the device)."""
+    flat = idx.reshape(-1).long()  # int64 indices: both take a slower path with int32 ones
+    if method is None:
+        method = "bincount" if grad.device.type == "cpu" else "index_add"
+    if method == "bincount":
+        cols = [torch.bincount(flat, weights=(w * grad[:, None, :, f]).reshape(-1), minlength=n_rows)
+                for f in range(grad.shape[-1])]
+        return torch.stack(cols, -1).to(grad.dtype)
+    rows = (w[..., None] * grad[:, None]).reshape(-1, grad.shape[-1])  # (L * 8 * N, F)
+    return grad.new_zeros(n_rows, grad.shape[-1]).index_add_(0, flat, rows)
+
+
 class _Interpolate(torch.autograd.Function):
-    """Weighted sum of table rows, ``out[b] = sum_c w[b, c] * table[idx[b, c]]``, for the 8 corners
-    of a cell. The forward is one ``embedding_bag`` (gather and sum in a single kernel, without the
-    ``(B, 8, F)`` intermediate); the backward a plain ``index_add_`` (on the CPU several times faster
-    than the sort-based backward of ``embedding`` / advanced indexing). The weights get a gradient
-    only when they need one (the points move: camera refinement), so training the field alone
-    never pays for the ``(B, 8, F)`` gather that takes."""
+    """Weighted sum of table rows over the 8 corners of each cell,
+    ``out[l, n] = sum_c w[l, c, n] * table[idx[l, c, n]]``: ``idx``, ``w`` ``(L, 8, N)`` -> ``(L, N, F)``.
+
+    Corner-major inputs: every elementwise op that builds them runs over long contiguous rows of
+    ``N`` (with the corners last, the broadcasts over dims of 1 and 2 were the encoding's largest
+    cost on the CPU). The forward transposes them once for one ``embedding_bag`` (gather and sum in a
+    single kernel, without the ``(L, N, 8, F)`` intermediate); the backward uses them as they are
+    (``_accumulate_rows``). The weights get a gradient only when they need one (the points move:
+    camera refinement), so training the field alone never pays for the corner gather that takes."""
 
     @staticmethod
     def forward(ctx, table, idx, w):
         ctx.save_for_backward(idx, w)
         ctx.n_rows = table.shape[0]
         ctx.table = table if w.requires_grad else None
-        return F.embedding_bag(idx, table, per_sample_weights=w.to(table.dtype), mode="sum")  # (B, F)
+        L, _, N = idx.shape
+        bags = idx.transpose(1, 2).reshape(L * N, 8)
+        weights = w.to(table.dtype).transpose(1, 2).reshape(L * N, 8)
+        return F.embedding_bag(bags, table, per_sample_weights=weights, mode="sum").view(L, N, -1)
 
     @staticmethod
     def backward(ctx, grad):
         idx, w = ctx.saved_tensors
         grad_table = grad_w = None
         if ctx.needs_input_grad[0]:
-            rows = (w.to(grad.dtype)[:, :, None] * grad[:, None, :]).reshape(-1, grad.shape[-1])  # (B * 8, F)
-            grad_table = grad.new_zeros(ctx.n_rows, grad.shape[-1])
-            # int64 indices: index_add_ takes a much slower path with int32 ones
-            grad_table.index_add_(0, idx.reshape(-1).long(), rows)
-        if ctx.needs_input_grad[2]:  # d out[b] / d w[b, c] = table[idx[b, c]]
-            corners = ctx.table.detach()[idx.long()].float()  # (B, 8, F)
-            grad_w = (corners * grad.float()[:, None, :]).sum(-1).to(w.dtype)
+            grad_table = _accumulate_rows(idx, w.to(grad.dtype), grad, ctx.n_rows)
+        if ctx.needs_input_grad[2]:  # d out[l, n] / d w[l, c, n] = table[idx[l, c, n]]
+            corners = ctx.table.detach()[idx.long()].float()  # (L, 8, N, F)
+            grad_w = (corners * grad.float()[:, None]).sum(-1).to(w.dtype)
         return grad_table, None, grad_w
 
 
@@ -89,29 +111,28 @@ class HashEncoding(nn.Module):
     @record_function("nerf/encoding")
     def forward(self, x):
         N, L, k = x.shape[0], self.n_levels, self.n_dense  # levels 0..k-1 are dense, the finer ones hashed
-        # Level-major layout (L, N, ...): each level group is one contiguous block, and every
-        # per-axis term below is (L, N, 2), an eighth of the full (L, N, 8) corner tensors.
-        pos = self.res[:, None, None] * self.normalize(x)[None]  # (L, N, 3)
+        # Level- and corner-major layout (L, [2, 2, 2,] N): every per-axis term below is (L, 2, N), an
+        # eighth of the full corner tensors, and every broadcast runs along contiguous rows of N points.
+        pos = self.res[:, None, None] * self.normalize(x).T[None]  # (L, 3, N)
         cell = torch.minimum(pos.floor(), self.res[:, None, None] - 1)  # keeps u = 1 inside the last cell
-        frac = pos - cell  # (L, N, 3)
+        frac = pos - cell  # (L, 3, N)
         # Integer work in int32: half the memory traffic of int64, and the hash only needs the low
         # bits, which wrapping int32 products keep.
         cell = cell.to(torch.int32)
-        idx = torch.empty(L, N, 2, 2, 2, dtype=torch.int32, device=x.device)  # corner (i, j, l) of each cell
+        idx = torch.empty(L, 2, 2, 2, N, dtype=torch.int32, device=x.device)  # corner (i, j, l) of each cell
         if k:  # dense: offset + x + y * stride + z * stride^2, the offset folded into the x term
-            s = self.stride[:k, None]  # (k, 1)
-            ax = torch.stack([cell[:k, :, 0], cell[:k, :, 0] + 1], -1) + self.offsets[:k, None, None]  # (k, N, 2)
-            ay = torch.stack([cell[:k, :, 1], cell[:k, :, 1] + 1], -1) * s[..., None]
-            az = torch.stack([cell[:k, :, 2], cell[:k, :, 2] + 1], -1) * (s * s)[..., None]
-            torch.add((ax[..., :, None] + ay[..., None, :])[..., None], az[..., None, None, :], out=idx[:k])
+            s = self.stride[:k, None, None]  # (k, 1, 1)
+            ax = torch.stack([cell[:k, 0], cell[:k, 0] + 1], 1) + self.offsets[:k, None, None]  # (k, 2, N)
+            ay = torch.stack([cell[:k, 1], cell[:k, 1] + 1], 1) * s
+            az = torch.stack([cell[:k, 2], cell[:k, 2] + 1], 1) * (s * s)
+            torch.add((ax[:, :, None] + ay[:, None])[:, :, :, None], az[:, None, None], out=idx[:k])
         if k < L:  # hashed: (x p1 xor y p2 xor z p3) mod T; the mod (a mask) distributes over xor
             mask = self.table_size - 1
-            h = [torch.stack([cell[k:, :, a], cell[k:, :, a] + 1], -1) * self.primes[a] & mask for a in range(3)]
-            torch.bitwise_xor((h[0][..., :, None] ^ h[1][..., None, :])[..., None], h[2][..., None, None, :],
-                              out=idx[k:])
+            h = [torch.stack([cell[k:, a], cell[k:, a] + 1], 1) * self.primes[a] & mask for a in range(3)]  # (L-k, 2, N)
+            torch.bitwise_xor((h[0][:, :, None] ^ h[1][:, None])[:, :, :, None], h[2][:, None, None], out=idx[k:])
             idx[k:] += self.offsets[k:, None, None, None, None]
         # trilinear weights: per axis (1 - f, f), multiplied across axes like the indices
-        w = torch.stack([1 - frac, frac], -1)  # (L, N, 3, 2)
-        w = (w[:, :, 0, :, None] * w[:, :, 1, None, :]).reshape(L, N, 4, 1) * w[:, :, 2, None, :]  # (L, N, 4, 2)
-        out = _Interpolate.apply(self.table, idx.view(L * N, 8), w.reshape(L * N, 8))  # (L * N, F)
-        return out.view(L, N, self.n_features).transpose(0, 1).reshape(N, self.out_channels)
+        w = torch.stack([1 - frac, frac], 2)  # (L, 3, 2, N)
+        w = (w[:, 0, :, None] * w[:, 1, None])[:, :, :, None] * w[:, 2, None, None]  # (L, 2, 2, 2, N)
+        out = _Interpolate.apply(self.table, idx.view(L, 8, N), w.view(L, 8, N))  # (L, N, F)
+        return out.transpose(0, 1).reshape(N, self.out_channels)

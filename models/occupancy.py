@@ -24,13 +24,14 @@ class OccupancyGrid(nn.Module):
         step_size: the ray-marching step (world units) used with this grid.
         contracted: the box is in contracted space (unbounded scenes): world points are contracted
             before lookup and ``cell_points`` returns world points.
+        decay: the share of a cell's old opacity each refresh keeps (``update``).
     Buffers (saved in checkpoints): ``aabb``, ``step_size``, ``opacity`` ``(R^3,)`` (-1 marks cells
     no camera sees), ``occupied`` ``(R^3,)`` bool.
     """
 
-    def __init__(self, aabb, resolution=128, step_size=0.005, contracted=False):
+    def __init__(self, aabb, resolution=128, step_size=0.005, contracted=False, decay=0.95):
         super().__init__()
-        self.resolution, self.contracted = resolution, bool(contracted)
+        self.resolution, self.contracted, self.decay = resolution, bool(contracted), float(decay)
         self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).view(2, 3).clone())
         self.register_buffer("step_size", torch.tensor(float(step_size)))
         self.register_buffer("opacity", torch.zeros(resolution ** 3))
@@ -130,12 +131,14 @@ class OccupancyGrid(nn.Module):
         self.occupied &= seen
 
     @torch.no_grad()
-    def update(self, step, density_fn, every=16, warmup_steps=256, decay=0.95, threshold=0.01):
+    def update(self, step, density_fn, every=16, warmup_steps=256, decay=None, threshold=0.01):
         """Refresh the grid every ``every`` steps (call it once per training step).
 
         During ``warmup_steps`` every cell is re-measured; later a random quarter of all cells plus
         as many of the occupied ones. ``density_fn(x (K, 3)) -> (K,)`` is the field's density.
+        ``decay``: the share of its old opacity a re-measured cell keeps (None: the grid's own).
         """
+        decay = self.decay if decay is None else decay
         if step % every:
             return
         n_cells = self.resolution ** 3

@@ -152,3 +152,17 @@ def test_mesh_views_draws_each_mesh_from_held_out_cameras(demo_ckpt, tmp_path):
     img = imageio.imread(out)
     red = (img[..., 0] > 180) & (img[..., 1] < 120)
     assert red.sum() > 500  # the sphere is drawn, in its colour
+
+
+def test_profile_step_any_scene_with_train_presets(tmp_path):
+    """--scene takes train.py's flags: here the CPU preset for --unbounded (512 rays per step) applies."""
+    from datasets.demo_scene import write_nerfstudio_scene
+
+    write_nerfstudio_scene(tmp_path / "ns", size=16, n_frames=12)
+    scene = f"--dataset_name nerfstudio --root_dir {tmp_path / 'ns'} --img_wh 16 16 --unbounded"
+    proc = run_script("benchmarks/profile_step.py", "--scene", scene, "--device", "cpu", "--fast",
+                      "--steps", 2, "--warmup", 1)
+    (row,) = json_lines(proc)
+    assert row["mode"] == "fast" and row["img_wh"] == [16, 16] and row["batch_size"] == 512
+    assert row["samples_per_ray"] > 0
+    assert sum(row["share"].values()) == pytest.approx(1.0, abs=0.02)

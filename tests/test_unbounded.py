@@ -210,10 +210,10 @@ from conftest import TINY, run_script  # noqa: E402
 @pytest.fixture(scope="module")
 def beer_fast_ckpt(beer_dir, tmp_path_factory):
     """``train.py --unbounded --fast`` on beer at 36x64 for 80 steps of 1024 rays (the CPU preset but for its
-    batch, pinned: the depth and mesh checks below were set on this run): (ckpt, work dir)."""
+    batch and grid decay, pinned: the depth and mesh checks below were set on this run): (ckpt, work dir)."""
     work = tmp_path_factory.mktemp("beer_unbounded")
     proc = run_script("train.py", "--dataset_name", "llff", "--root_dir", beer_dir, "--img_wh", 36, 64, "--unbounded",
-                      "--fast", "--num_gpus", 0, "--max_steps", 80, "--batch_size", 1024, "--val_num", 9,
+                      "--fast", "--num_gpus", 0, "--max_steps", 80, "--batch_size", 1024, "--grid_decay", 0.95, "--val_num", 9,
                       "--exp_name", "ub", cwd=work)
     return work / "ckpts" / "ub" / "last.ckpt", work, proc.stdout
 
