@@ -131,14 +131,13 @@ class OccupancyGrid(nn.Module):
         self.occupied &= seen
 
     @torch.no_grad()
-    def update(self, step, density_fn, every=16, warmup_steps=256, decay=None, threshold=0.01):
+    def update(self, step, density_fn, every=16, warmup_steps=256, threshold=0.01):
         """Refresh the grid every ``every`` steps (call it once per training step).
 
         During ``warmup_steps`` every cell is re-measured; later a random quarter of all cells plus
-        as many of the occupied ones. ``density_fn(x (K, 3)) -> (K,)`` is the field's density.
-        ``decay``: the share of its old opacity a re-measured cell keeps (None: the grid's own).
+        as many of the occupied ones, each keeping ``self.decay`` of its old opacity.
+        ``density_fn(x (K, 3)) -> (K,)`` is the field's density.
         """
-        decay = self.decay if decay is None else decay
         if step % every:
             return
         n_cells = self.resolution ** 3
@@ -156,7 +155,7 @@ class OccupancyGrid(nn.Module):
             x = self.cell_points(idx[i:i + (1 << 18)])
             new.append(density_fn(x).float() * self.step_length(x))
         new = torch.cat(new) if new else torch.zeros(0, device=self.opacity.device)
-        self.opacity[idx] = torch.maximum(self.opacity[idx] * decay, new)
+        self.opacity[idx] = torch.maximum(self.opacity[idx] * self.decay, new)
         cut = min(self.opacity[valid].mean().item(), threshold)
         self.occupied = (self.opacity > cut) & valid
         if not self.occupied.any():

@@ -80,7 +80,6 @@ def test_hash_encoding_matches_the_papers_formulas():
     assert torch.allclose(grad, grad_ref, atol=1e-5)
 
 
-
 def test_table_gradient_is_the_same_either_way():
     """The CPU's bincount and the GPU's index_add_ accumulate the same table gradient, in the
     corner-major layout the encoding hands them (collisions included: 40 rows for 8 x 300 corners)."""
