@@ -55,7 +55,7 @@ def build_fields(hparams, cameras=None):
         field = NGPField([lo, hi], n_levels=get("hash_levels", 16), log2_size=get("hash_log2_size", 19),
                          max_res=get("hash_max_res", 2048), contract=unbounded, **appearance)
         grid = OccupancyGrid([lo, hi], get("grid_resolution", 128), step, contracted=unbounded,
-                             decay=get("grid_decay", 0.95))
+                             decay=get("grid_decay", 0.95), alpha_threshold=get("alpha_threshold", 0.0))
         if cameras is not None and not cameras.ndc:  # NDC: every cell is in some camera's frustum
             # a lens sees past its pinhole frustum: frustum_Ks holds its rays (None: a fisheye past 90 degrees)
             Ks = cameras.frustum_Ks() if hasattr(cameras, "frustum_Ks") else cameras.Ks

@@ -80,6 +80,12 @@ def march_unbounded(rays, grid, step_size, perturb=False):
     return t, dt, in_range & grid.occupied_along(o, d, t)
 
 
+def _skip_faint(od, min_od):
+    """Optical depths ``od`` with those below ``min_od`` set to 0: such a sample is skipped, as if
+    its cell were empty (``--alpha_threshold``: ``min_od = -log(1 - alpha_threshold)``)."""
+    return od if min_od <= 0 else torch.where(od >= min_od, od, torch.zeros_like(od))
+
+
 def _live_blocks(mask, optical_depth, max_tau, block):
     """Blocks of samples along the rays, front to back: yields ``(b, m)`` with ``m`` ``(N, B)`` the
     samples of ``mask[:, b:b + block]`` on rays whose optical depth (``optical_depth()``, ``(N,)``,
@@ -95,8 +101,9 @@ def _live_blocks(mask, optical_depth, max_tau, block):
 
 @torch.no_grad()
 @record_function("nerf/sampling")
-def _visible_samples(field, rays, t, dt, mask, early_stop_eps, block=64):
-    """Samples that still contribute: occupied and with transmittance above ``early_stop_eps``.
+def _visible_samples(field, rays, t, dt, mask, early_stop_eps, min_od=0.0, block=64):
+    """Samples that still contribute: occupied, with transmittance above ``early_stop_eps`` and,
+    when ``min_od > 0``, an optical depth of at least ``min_od`` (``_skip_faint``).
 
     Density is measured block by block along the rays, and rays already opaque are skipped, so
     the work stops at the first surface.
@@ -112,16 +119,16 @@ def _visible_samples(field, rays, t, dt, mask, early_stop_eps, block=64):
         sig = torch.zeros(m.shape, device=t.device)
         sig[m] = torch.relu(query_field(field, x[m]).float())
         # exclusive optical depth in front of each sample of the block
-        od = sig * delta[:, b:b + block]
+        od = _skip_faint(sig * delta[:, b:b + block], min_od)
         cum = tau[:, None] + torch.cumsum(od, 1) - od
-        keep[:, b:b + block] &= cum < max_tau
+        keep[:, b:b + block] &= (cum < max_tau) & (od >= min_od)
         tau = tau + od.sum(1)
     return keep
 
 
 @torch.no_grad()
 @record_function("nerf/field")
-def _render_one_pass(field, rays, t, dt, mask, early_stop_eps, code=None, block=64):
+def _render_one_pass(field, rays, t, dt, mask, early_stop_eps, code=None, min_od=0.0, block=64):
     """Inference (no gradients): density and colour together, block by block along the rays,
     compositing as it goes and skipping rays already opaque, so each kept sample is evaluated once
     (training needs the two passes: the first, gradient-free, picks the samples to back-propagate).
@@ -146,7 +153,7 @@ def _render_one_pass(field, rays, t, dt, mask, early_stop_eps, code=None, block=
         sig[m] = torch.relu(sig_m.float())
         col = torch.zeros(N, B, 3, device=t.device)
         col[m] = rgb_m.float()
-        od = sig * delta[:, b:b + block]
+        od = _skip_faint(sig * delta[:, b:b + block], min_od)
         cum = tau[:, None] + torch.cumsum(od, 1) - od  # optical depth in front of each sample
         w = torch.exp(-cum) * (1 - torch.exp(-od))  # T_i * alpha_i
         weights[:, b:b + block] = w
@@ -157,7 +164,9 @@ def _render_one_pass(field, rays, t, dt, mask, early_stop_eps, code=None, block=
 
 def render_marched(field, grid, rays, step_size, perturb=False, white_back=False, early_stop_eps=1e-4):
     """Render rays through an occupancy grid with one field (with ``rays.image``, a field with
-    appearance codes colours each sample with its ray's image code).
+    appearance codes colours each sample with its ray's image code). Samples whose opacity is below
+    ``grid.alpha_threshold`` are skipped in training and inference alike, so both composite the same
+    samples (training then back-propagates through fewer of them).
 
     Returns dict ``rgb_coarse`` ``(N, 3)``, ``depth_coarse`` ``(N,)``, ``opacity_coarse`` ``(N,)``,
     ``weights_coarse`` ``(N, M)``, ``z_vals_coarse`` ``(N, M)`` and ``n_samples`` (samples evaluated
@@ -165,14 +174,16 @@ def render_marched(field, grid, rays, step_size, perturb=False, white_back=False
     """
     marcher = march_unbounded if getattr(grid, "contracted", False) else march
     t, dt, mask = marcher(rays, grid, step_size, perturb)
+    min_od = -math.log1p(-getattr(grid, "alpha_threshold", 0.0))  # alpha = 1 - exp(-od) >= threshold
     if not torch.is_grad_enabled():  # inference: one pass over the samples
-        weights, rgb, evaluated = _render_one_pass(field, rays, t, dt, mask, early_stop_eps, ray_codes(field, rays))
+        weights, rgb, evaluated = _render_one_pass(field, rays, t, dt, mask, early_stop_eps, ray_codes(field, rays),
+                                                   min_od=min_od)
         opacity = weights.sum(-1)
         if white_back:
             rgb = rgb + (1 - opacity[:, None])
         return {"rgb_coarse": rgb, "depth_coarse": (weights * t).sum(-1), "opacity_coarse": opacity,
                 "weights_coarse": weights, "z_vals_coarse": t, "n_samples": torch.tensor(evaluated)}
-    keep = _visible_samples(field, rays, t, dt, mask, early_stop_eps)
+    keep = _visible_samples(field, rays, t, dt, mask, early_stop_eps, min_od=min_od)
     N, M = t.shape
     x = rays.origins[:, None] + rays.directions[:, None] * t[..., None]
     d = rays.view_directions[:, None].expand(N, M, 3)

@@ -25,13 +25,16 @@ class OccupancyGrid(nn.Module):
         contracted: the box is in contracted space (unbounded scenes): world points are contracted
             before lookup and ``cell_points`` returns world points.
         decay: the share of a cell's old opacity each refresh keeps (``update``).
+        alpha_threshold: the marcher (``models.marching``) skips samples of lower opacity, in
+            training and rendering alike (kept here with ``step_size``: both shape the samples).
     Buffers (saved in checkpoints): ``aabb``, ``step_size``, ``opacity`` ``(R^3,)`` (-1 marks cells
     no camera sees), ``occupied`` ``(R^3,)`` bool.
     """
 
-    def __init__(self, aabb, resolution=128, step_size=0.005, contracted=False, decay=0.95):
+    def __init__(self, aabb, resolution=128, step_size=0.005, contracted=False, decay=0.95, alpha_threshold=0.0):
         super().__init__()
         self.resolution, self.contracted, self.decay = resolution, bool(contracted), float(decay)
+        self.alpha_threshold = float(alpha_threshold)
         self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).view(2, 3).clone())
         self.register_buffer("step_size", torch.tensor(float(step_size)))
         self.register_buffer("opacity", torch.zeros(resolution ** 3))

@@ -330,6 +330,49 @@ def test_inference_renders_each_sample_once_with_the_same_result(unbounded):
     torch.testing.assert_close(one["weights_coarse"], two["weights_coarse"].detach(), atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("unbounded", [False, True])
+def test_alpha_threshold_skips_faint_samples_in_training_and_rendering(unbounded):
+    """--alpha_threshold: training back-propagates through fewer samples, every sample that still
+    carries weight has at least that opacity, and the one-pass render composites the same samples."""
+    from models import build_fields
+    from utils.rays import Rays
+
+    torch.manual_seed(0)
+    box = [-2.0] * 3 + [2.0] * 3 if unbounded else [-1.5] * 3 + [1.5] * 3
+    f = build_fields(dict(fast=True, unbounded=unbounded, aabb=box, grid_resolution=32, march_steps=256,
+                          hash_levels=4, hash_log2_size=12, hash_max_res=64, alpha_threshold=0.05))
+    grid = f["occupancy"]
+    assert grid.alpha_threshold == 0.05  # from the flags, as eval.py and the viewer build it
+    with torch.no_grad():  # a field of varied density: some samples faint, some not
+        f["coarse"].encoding.table.uniform_(-1, 1)
+        for p in f["coarse"].density_mlp.parameters():
+            p.mul_(3)
+    o = torch.randn(256, 3)
+    o = o / o.norm(dim=-1, keepdim=True) * (0.9 if unbounded else 3.0)
+    d = -o + 0.3 * torch.randn(256, 3)
+    d = d / d.norm(dim=-1, keepdim=True)
+    ones = torch.ones(256, 1)
+    rays = Rays(o, d, ones * 0.05, ones * (100.0 if unbounded else 6.0))
+    step = float(grid.step_size)
+    grid.alpha_threshold = 0.0
+    every = render_marched(f["coarse"], grid, rays, step)
+    grid.alpha_threshold = 0.05
+    two = render_marched(f["coarse"], grid, rays, step)
+    with torch.no_grad():
+        one = render_marched(f["coarse"], grid, rays, step)
+    assert 0 < two["n_samples"] < 0.9 * every["n_samples"]
+    w = two["weights_coarse"].detach()
+    transmittance = 1 - (torch.cumsum(w, -1) - w)  # in front of each sample
+    alpha = w / transmittance.clamp(min=1e-6)
+    assert (alpha[w > 1e-6] >= 0.05 - 1e-4).all()
+    torch.testing.assert_close(one["rgb_coarse"], two["rgb_coarse"].detach(), atol=1e-4, rtol=0)
+    torch.testing.assert_close(one["weights_coarse"], w, atol=1e-4, rtol=0)
+    # the faint samples are gone from the picture too, not only from the gradients
+    assert (every["rgb_coarse"] - two["rgb_coarse"]).abs().max() > 1e-3
+    with pytest.raises(UserError, match="--alpha_threshold"):
+        get_opts(["--root_dir", "x", "--fast", "--alpha_threshold", "1"])
+
+
 def test_distortion_loss_is_its_double_sum_and_prefers_one_surface():
     """The prefix-sum form equals mip-NeRF 360's double sum; a ray's weight in one interval costs less
     than the same weight split between two surfaces; the marched training render reports each sample's
