@@ -296,13 +296,22 @@ def test_bf16_autocast_trains_both_paths():
         assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
+def _rays_across_the_box(unbounded, n=256):
+    """``n`` random rays from inside the unit ball (unbounded) or from radius 3, aimed roughly at the
+    origin, with the near and far bounds of each kind of scene."""
+    o = torch.randn(n, 3)
+    o = o / o.norm(dim=-1, keepdim=True) * (0.9 if unbounded else 3.0)
+    d = -o + 0.3 * torch.randn(n, 3)
+    d = d / d.norm(dim=-1, keepdim=True)
+    ones = torch.ones(n, 1)
+    return Rays(o, d, ones * 0.05, ones * (100.0 if unbounded else 6.0))
+
+
 @pytest.mark.parametrize("unbounded", [False, True])
 def test_inference_renders_each_sample_once_with_the_same_result(unbounded):
     """Without gradients the marched renderer takes one pass (density and colour together); it must
     give the pixels of the training path's two passes (up to early termination's last samples)."""
     from models import build_fields
-    from models.marching import render_marched
-    from utils.rays import Rays
 
     torch.manual_seed(0)
     box = [-2.0] * 3 + [2.0] * 3 if unbounded else [-1.5] * 3 + [1.5] * 3
@@ -311,12 +320,7 @@ def test_inference_renders_each_sample_once_with_the_same_result(unbounded):
     with torch.no_grad():
         for p in f["coarse"].density_mlp.parameters():
             p.mul_(3)  # a denser field: rays stop part-way, so early termination matters
-    o = torch.randn(256, 3)
-    o = o / o.norm(dim=-1, keepdim=True) * (0.9 if unbounded else 3.0)
-    d = -o + 0.3 * torch.randn(256, 3)
-    d = d / d.norm(dim=-1, keepdim=True)
-    ones = torch.ones(256, 1)
-    rays = Rays(o, d, ones * 0.05, ones * (100.0 if unbounded else 6.0))
+    rays = _rays_across_the_box(unbounded)
     step = float(f["occupancy"].step_size)
     two = render_marched(f["coarse"], f["occupancy"], rays, step)  # with gradients: the training path
     with torch.no_grad():
@@ -335,7 +339,6 @@ def test_alpha_threshold_skips_faint_samples_in_training_and_rendering(unbounded
     """--alpha_threshold: training back-propagates through fewer samples, every sample that still
     carries weight has at least that opacity, and the one-pass render composites the same samples."""
     from models import build_fields
-    from utils.rays import Rays
 
     torch.manual_seed(0)
     box = [-2.0] * 3 + [2.0] * 3 if unbounded else [-1.5] * 3 + [1.5] * 3
@@ -347,12 +350,7 @@ def test_alpha_threshold_skips_faint_samples_in_training_and_rendering(unbounded
         f["coarse"].encoding.table.uniform_(-1, 1)
         for p in f["coarse"].density_mlp.parameters():
             p.mul_(3)
-    o = torch.randn(256, 3)
-    o = o / o.norm(dim=-1, keepdim=True) * (0.9 if unbounded else 3.0)
-    d = -o + 0.3 * torch.randn(256, 3)
-    d = d / d.norm(dim=-1, keepdim=True)
-    ones = torch.ones(256, 1)
-    rays = Rays(o, d, ones * 0.05, ones * (100.0 if unbounded else 6.0))
+    rays = _rays_across_the_box(unbounded)
     step = float(grid.step_size)
     grid.alpha_threshold = 0.0
     every = render_marched(f["coarse"], grid, rays, step)
