@@ -155,7 +155,8 @@ def test_mesh_views_draws_each_mesh_from_held_out_cameras(demo_ckpt, tmp_path):
 
 
 def test_profile_step_any_scene_with_train_presets(tmp_path):
-    """--scene takes train.py's flags: here the CPU preset for --unbounded (512 rays per step) applies."""
+    """--scene takes train.py's flags: here the CPU preset for --unbounded (512 rays per step, the
+    distortion loss) applies, to the step and to its loss."""
     from datasets.demo_scene import write_nerfstudio_scene
 
     write_nerfstudio_scene(tmp_path / "ns", size=16, n_frames=12)
@@ -164,5 +165,6 @@ def test_profile_step_any_scene_with_train_presets(tmp_path):
                       "--steps", 2, "--warmup", 1)
     (row,) = json_lines(proc)
     assert row["mode"] == "fast" and row["img_wh"] == [16, 16] and row["batch_size"] == 512
+    assert row["distortion_loss"] == 0.001 and "loss" in row["share"]
     assert row["samples_per_ray"] > 0
     assert sum(row["share"].values()) == pytest.approx(1.0, abs=0.02)

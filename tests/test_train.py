@@ -206,9 +206,11 @@ def test_max_time_formats_and_cpu_preset():
     assert (h.hash_levels, h.batch_size, h.grid_resolution) == (12, 2048, 64)  # typed flags win
     h = get_opts(["--root_dir", "scene", "--fast", "--num_gpus", "0", "--unbounded"])
     assert (h.hash_levels, h.hash_max_res, h.hash_log2_size, h.batch_size) == (8, 1024, 17, 512)  # sharper for rooms
-    assert (h.grid_decay, h.alpha_threshold) == (0.8, 0.01)  # prunes the haze within a CPU budget
+    assert (h.grid_decay, h.alpha_threshold, h.distortion_loss) == (0.8, 0.01, 0.001)  # prunes the haze in a CPU budget
     blender = get_opts(["--root_dir", "scene", "--fast", "--num_gpus", "0"])
-    assert (blender.grid_decay, blender.alpha_threshold) == (0.95, 0.0)  # Blender: unchanged
+    assert (blender.grid_decay, blender.alpha_threshold, blender.distortion_loss) == (0.95, 0.0, 0.0)  # unchanged
+    h = get_opts(["--root_dir", "scene", "--fast", "--num_gpus", "0", "--unbounded", "--distortion_loss", "0"])
+    assert h.distortion_loss == 0.0  # a typed 0 turns it off
     h = get_opts(["--root_dir", "scene", "--fast", "--num_gpus", "0", "--unbounded", "--batch_size", "2048"])
     assert (h.batch_size, h.hash_max_res) == (2048, 1024)  # typed flags win here too
     h = get_opts(["--root_dir", "scene", "--fast", "--num_gpus", "0", "--unbounded", "--hash_max_res", "512"])
