@@ -191,8 +191,8 @@ FAST_CPU_PRESET = {"batch_size": 1024, "grid_resolution": 64, "hash_levels": 8, 
 # 10 minutes, RESULTS §16). Samples under 1% opacity skipped (nerfacc's alpha_thre for unbounded scenes):
 # the mean level, the worst held-out view of beer +0.5 dB in two runs of 10 minutes (RESULTS §17).
 # mip-NeRF 360's distortion loss at 0.001 (a tenth of its paper's weight, which empties the scene in a
-# few CPU minutes): each ray's weight gathers on one surface, so the grid prunes the rest (beer: 76 -> 19
-# samples per ray, 1.7x the steps) and the floor's depth comes out clean (RESULTS §18).
+# few CPU minutes): each ray's weight gathers on one surface, so the grid prunes the rest (beer: 67 -> 19
+# samples per ray, 1.5x the steps) and the floor's depth comes out clean (RESULTS §18).
 FAST_CPU_UNBOUNDED_PRESET = {"hash_max_res": 1024, "hash_log2_size": 17, "batch_size": 512, "grid_decay": 0.8,
                              "alpha_threshold": 0.01, "distortion_loss": 0.001}
 
