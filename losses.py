@@ -47,3 +47,9 @@ class MSELoss(nn.Module):
 
 
 loss_dict = {"mse": MSELoss}
+
+
+def build_loss(hparams):
+    """The training loss of ``hparams`` (a Namespace or Lightning's hparams): ``--loss_type`` with the
+    ``--distortion_loss`` weight, as train.py and the benchmarks that mimic its step all use it."""
+    return loss_dict[getattr(hparams, "loss_type", "mse")](getattr(hparams, "distortion_loss", 0.0))

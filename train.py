@@ -30,7 +30,7 @@ from utils.optim import get_learning_rate, get_optimizer, get_scheduler
 from utils.visualization import depth_to_rgb, image_strip, to_uint8
 
 # losses, metrics
-from losses import loss_dict
+from losses import build_loss, loss_dict
 from metrics import psnr, ssim
 
 # lightning
@@ -58,7 +58,7 @@ class NeRFSystem(pl.LightningModule):
             self.occupancy = fields["occupancy"]
         if self.hparams.get("optimize_cameras"):  # kept apart from the fields: only training uses it
             self.camera_opt = PoseCorrection(self.hparams["n_train_images"])
-        self.loss = loss_dict[self.hparams.get("loss_type", "mse")](self.hparams.get("distortion_loss", 0.0))
+        self.loss = build_loss(self.hparams)
         self.train_dataset, self.val_dataset = train_dataset, val_dataset
         self.train_sampler = None
 

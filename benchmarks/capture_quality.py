@@ -35,7 +35,7 @@ from benchmarks.plots import plot_psnr_curves  # noqa: E402
 from benchmarks.train_speed import endless_batches, training_fields  # noqa: E402
 from datasets import make_dataset  # noqa: E402
 from datasets.base import RayBatchSampler  # noqa: E402
-from losses import loss_dict  # noqa: E402
+from losses import build_loss  # noqa: E402
 from metrics import psnr, ssim  # noqa: E402
 from models.rendering import render_chunked, render_rays, train_render_kwargs  # noqa: E402
 from opt import get_opts  # noqa: E402
@@ -99,7 +99,7 @@ def train_variant(a, name, flags, on_measure=None):
     sched = get_scheduler(h, opt, time_fraction=lambda: clock / budget)
     sampler = RayBatchSampler(train.n_rays, h.batch_size, seed=0)
     steps_per_epoch = len(sampler)
-    batches, next_eval, loss_fn = endless_batches(sampler), 0.0, loss_dict[h.loss_type](h.distortion_loss)
+    batches, next_eval, loss_fn = endless_batches(sampler), 0.0, build_loss(h)
     kw = train_render_kwargs(h, train.white_back, train=True)
     grid = fields.get("occupancy")
     while True:

@@ -28,7 +28,7 @@ from benchmarks.train_speed import FAST_CPU, FAST_GPU, VANILLA, endless_batches,
 from datasets import make_dataset  # noqa: E402
 from datasets.base import RayBatchSampler  # noqa: E402
 from datasets.blender import BlenderDataset  # noqa: E402
-from losses import loss_dict  # noqa: E402
+from losses import build_loss  # noqa: E402
 from models.rendering import render_rays, train_render_kwargs  # noqa: E402
 from opt import get_opts  # noqa: E402
 from utils.optim import get_optimizer  # noqa: E402
@@ -92,7 +92,7 @@ def main():
         kw = dict(n_samples=h.N_samples, n_importance=h.N_importance, perturb=1.0, white_back=True)
     fields = training_fields(h, train, device)
     opt = get_optimizer(h, list(fields.values()))
-    loss_fn = loss_dict[h.loss_type](h.distortion_loss)  # train.py's loss, the preset's distortion term too
+    loss_fn = build_loss(h)  # train.py's loss, the preset's distortion term too
     batches = endless_batches(RayBatchSampler(train.n_rays, h.batch_size, seed=0))
     samples = []
 
@@ -125,7 +125,7 @@ def main():
     parts = {k: v / a.steps for k, v in exclusive_times(prof.events(), a.device == "cuda").items()}
     parts["other"] = max(0.0, wall - sum(parts.values()))
     print(json.dumps({"mode": ("fast_legacy_encoding" if a.legacy_encoding else "fast") if h.fast else "vanilla", "device": a.device, "img_wh": list(h.img_wh),
-                      "batch_size": h.batch_size, "distortion_loss": getattr(h, "distortion_loss", 0.0),
+                      "batch_size": h.batch_size, "distortion_loss": h.distortion_loss,
                       "s_per_step_profiled": round(wall, 4),
                       "samples_per_ray": round(sum(samples[a.warmup:]) / a.steps, 1) if samples else None,
                       "share": {k: round(v / wall, 3) for k, v in parts.items()},
