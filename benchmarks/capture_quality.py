@@ -31,7 +31,6 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.plots import plot_psnr_curves  # noqa: E402
 from benchmarks.train_speed import endless_batches, training_fields  # noqa: E402
 from datasets import make_dataset  # noqa: E402
 from datasets.base import RayBatchSampler  # noqa: E402
@@ -40,7 +39,7 @@ from metrics import psnr, ssim  # noqa: E402
 from models.rendering import render_chunked, render_rays, train_render_kwargs  # noqa: E402
 from opt import get_opts  # noqa: E402
 from utils.optim import get_optimizer, get_scheduler  # noqa: E402
-from utils.visualization import depth_to_rgb, image_strip, to_uint8  # noqa: E402
+from utils.visualization import depth_to_rgb, image_strip, plot_psnr_curves, to_uint8  # noqa: E402
 
 TINY = "--net_depth 4 --net_width 64 --N_samples 32 --N_importance 32 --lr 2e-3"
 

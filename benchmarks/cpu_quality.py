@@ -37,10 +37,10 @@ from losses import MSELoss  # noqa: E402
 from metrics import psnr  # noqa: E402
 from models.hash_encoding import HashEncoding  # noqa: E402
 from models.rendering import render_chunked, render_rays  # noqa: E402
-from benchmarks.plots import plot_psnr_curves  # noqa: E402
 from benchmarks.train_speed import endless_batches, training_fields  # noqa: E402
 from opt import get_opts  # noqa: E402
 from utils.optim import get_optimizer, get_scheduler  # noqa: E402
+from utils.visualization import plot_psnr_curves  # noqa: E402
 
 VARIANTS = {"today": "--max_steps 2000", "default": ""}
 

@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 
-from benchmarks.plots import plot_psnr_curves  # noqa: E402
+from utils.visualization import plot_psnr_curves  # noqa: E402
 
 T0 = time.perf_counter()
 VS_SEED_RESERVE_S = 60  # section 2's share of the wall-time budget (worker start-up included)

@@ -33,7 +33,7 @@ from models import build_fields, setup_fast_path  # noqa: E402
 from models.rendering import render_chunked, render_rays  # noqa: E402
 from opt import get_opts  # noqa: E402
 from utils.optim import get_optimizer, get_scheduler  # noqa: E402
-from benchmarks.plots import plot_psnr_curves  # noqa: E402
+from utils.visualization import plot_psnr_curves  # noqa: E402
 
 # the seed's lego recipe (README), and the fast preset; the CPU quick run shrinks the fast path's
 # grids to the image size it trains on

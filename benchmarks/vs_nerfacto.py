@@ -51,14 +51,13 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.plots import plot_psnr_curves  # noqa: E402
 from datasets import make_dataset  # noqa: E402
 from datasets.image_utils import read_image  # noqa: E402
 from metrics import psnr, ssim  # noqa: E402
 from opt import get_opts  # noqa: E402
 from utils.errors import UserError, cli_main  # noqa: E402
 from utils.io import write_json_atomic  # noqa: E402
-from utils.visualization import to_uint8  # noqa: E402
+from utils.visualization import plot_psnr_curves, to_uint8  # noqa: E402
 
 BEER = os.path.join(os.path.dirname(ROOT), "shared", "data", "nerf_llff_data", "beer")
 NERFSTUDIO = "nerfstudio==1.1.5"

@@ -263,10 +263,7 @@ class NerfstudioDataset(LLFFDataset):
         for n, p, fr in frames:
             keys = {**top, **{k: v for k, v in fr.items() if k not in ("file_path", "transform_matrix")}}
             cams.append(camera_of(keys, json_path, n, p))
-            try:
-                distortion.append(distortion_from_json(keys))
-            except UserError as err:
-                raise UserError(f"{json_path}: {err}") from None
+            distortion.append(distortion_from_json(keys, json_path))  # its errors name json_path
         cams = np.array(cams)  # (N, 6): w h fx fy cx cy
         sizes = {(round(w), round(h)) for w, h in cams[:, :2]}
         if len(sizes) > 1:

@@ -22,7 +22,8 @@ from tqdm import tqdm
 from datasets.ray_utils import orbit_of_cameras
 from export.mesh import lattice_axes, marching_cubes, density_lattice, to_open3d
 from export.mesh_color import project_points
-from models.rendering import query_field, render_chunked
+from models.compositing import query_field
+from models.rendering import render_chunked
 from utils.errors import UserError
 
 BLENDER_RADIUS = 1.5  # Blender scenes lie inside this ball around the origin (cameras at distance 4)

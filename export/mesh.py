@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from models.rendering import query_field
+from models.compositing import query_field
 from utils.errors import UserError
 
 MESH_FORMATS = ("ply", "obj", "glb")

@@ -1,14 +1,18 @@
-"""``report.html`` of a capture (``capture.py``): one self-contained page beside its pictures.
+"""``report.html`` of a capture (``capture.py``): one file, its pictures inside it.
 
-The page links only files inside the capture folder, by relative paths (no network, no script or
-style sheet from elsewhere): the held-out views as ground truth | render | depth with their PSNR,
-the mean, held-out PSNR against training time (from the TensorBoard events in ``logs/``), the circle
-video (mp4, with the gif as fallback), pictures of the mesh from two held-out cameras, the cameras
-seen from above, and the commands that reproduce each stage. Pictures go to ``report/``; everything
-is written beside its place and renamed into it, so an interrupted run leaves the old report or none.
+Every picture the page shows is embedded as a base64 ``data:`` URI, so the page alone can be mailed
+or attached: the held-out views as ground truth | render | depth with their PSNR, the mean, the PSNR
+of the few validation views (``--val_num``) against training time (from the TensorBoard events in
+``logs/``), the circle video's first frame, pictures of the mesh from two held-out cameras, the
+cameras seen from above, and the commands that reproduce each stage. Only the circle video (mp4, and
+its gif) and the mesh stay beside the page, linked by relative paths inside the capture folder (no
+network, no script or style sheet from elsewhere). The page is written beside its place and renamed
+into it, so an interrupted run leaves the old report or none.
 """
+import base64
 import glob
 import html
+import io
 import json
 import os
 import shutil
@@ -16,10 +20,11 @@ from argparse import Namespace
 
 import numpy as np
 
-ASSETS = "report"
+OLD_ASSETS = "report"  # where reports before the one-file page kept their pictures (removed)
 CKPT = os.path.join("ckpts", "capture", "last.ckpt")
 LOGS = os.path.join("logs", "capture")
-UPSCALE = 3  # held-out strips and mesh pictures are this many times the training size
+UPSCALE = 3  # held-out strips (at most) and mesh pictures are this many times the training size
+STRIP_PIXELS = 440  # enlarged strips stop at this height: twice the page's 220 px (sharp on hi-DPI screens)
 
 
 def _plt():
@@ -31,13 +36,48 @@ def _plt():
     return plt
 
 
+# ---------------------------------------------------------------- pictures inside the page
+
+
+def data_uri(data, mime):
+    """``data:MIME;base64,...`` of the file contents ``data`` (bytes): a picture the page carries."""
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def encoded_image(rgb, ext=".png"):
+    """``(H, W, 3)`` uint8 RGB as the bytes of a ``.png`` or ``.jpg`` file (JPEG quality 90)."""
+    import cv2
+
+    params = [cv2.IMWRITE_JPEG_QUALITY, 90] if ext == ".jpg" else []
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(rgb[:, :, ::-1]), params)
+    if not ok:
+        raise ValueError(f"could not encode a {rgb.shape} image as {ext}")
+    return buf.tobytes()
+
+
+def file_uri(path):
+    """``data_uri`` of a picture file (``.png``, ``.jpg``/``.jpeg`` or ``.gif``)."""
+    mime = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
+    with open(path, "rb") as f:
+        return data_uri(f.read(), mime[os.path.splitext(path)[1].lower()])
+
+
+def figure_png(fig, dpi=110):
+    """The bytes of a matplotlib figure as a PNG file; the figure is closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    _plt().close(fig)
+    return buf.getvalue()
+
+
 # ---------------------------------------------------------------- held-out views
 
 
-def heldout_strips(out_dir, assets):
-    """``report/heldout_NNN.png`` (ground truth | render | depth, enlarged) for each held-out view.
+def heldout_strips(out_dir, hparams):
+    """A JPEG (ground truth | render | depth, enlarged) for each held-out view; ``hparams``: the
+    checkpoint's flags (``load_hparams``).
 
-    Returns ``(metrics, [(file, name, psnr, ssim), ...])`` from ``results/test/metrics.json``."""
+    Returns ``(metrics, [(jpeg bytes, name, psnr, ssim), ...])`` from ``results/test/metrics.json``."""
     import cv2
 
     from datasets.image_utils import read_image
@@ -50,7 +90,8 @@ def heldout_strips(out_dir, assets):
     with open(os.path.join(test, "render_info.json")) as f:
         info = json.load(f)
     W, H = info["img_wh"]
-    unbounded = bool(load_hparams(out_dir).get("unbounded"))
+    unbounded = bool(hparams.get("unbounded"))
+    scale = max(1, min(UPSCALE, STRIP_PIXELS // H))
     pngs = sorted(p for p in os.listdir(test) if p.endswith(".png"))
     rows = []
     for view, png in zip(metrics["per_view"], pngs):
@@ -62,10 +103,9 @@ def heldout_strips(out_dir, assets):
             lo, hi = info["depth_range"] or (None, None)
             parts.append(depth_to_rgb(read_pfm(depth_file), lo, hi, inverse=unbounded))
         strip = np.concatenate(parts, 1)
-        strip = cv2.resize(strip, (strip.shape[1] * UPSCALE, strip.shape[0] * UPSCALE), interpolation=cv2.INTER_CUBIC)
-        name = f"heldout_{view['index']:03d}.png"
-        cv2.imwrite(os.path.join(assets, name), strip[:, :, ::-1])
-        rows.append((f"{ASSETS}/{name}", view["image"], view["psnr"], view["ssim"]))
+        if scale > 1:
+            strip = cv2.resize(strip, (strip.shape[1] * scale, strip.shape[0] * scale), interpolation=cv2.INTER_CUBIC)
+        rows.append((encoded_image(strip, ".jpg"), view["image"], view["psnr"], view["ssim"]))
     return metrics, rows
 
 
@@ -109,18 +149,31 @@ def training_curves(logs_dir, tags=("val/psnr", "train/psnr")):
     return {t: [(sec, val) for _, sec, val in sorted(pts)] for t, pts in merged.items() if pts}
 
 
-def psnr_plot(out_dir, assets):
-    """``report/psnr.png``; None when the training logged nothing."""
-    from benchmarks.plots import plot_psnr_curves
+def validation_views(val_num, n_held_out):
+    """What the validation PSNR during training averages, in words: ``"2 of the 3 held-out views"``.
+    train.py validates on ``--val_num`` evenly spread views of the held-out ones (LLFF's val and test
+    views are the same), not on all of them; ``val_num`` None (not in the flags): ``"a few of ..."``."""
+    if val_num is None:
+        return f"a few of the {n_held_out} held-out views"
+    used = min(int(val_num), n_held_out)
+    return f"all {n_held_out} held-out views" if used == n_held_out else f"{used} of the {n_held_out} held-out views"
+
+
+def psnr_plot(out_dir, views):
+    """PNG bytes of the PSNR logged during training against its minutes: ``val/psnr`` (the mean over
+    the validation views, ``views`` in words, ``validation_views``) and ``train/psnr`` (the training
+    batches); None when the training logged no validation."""
+    from utils.visualization import plot_psnr_curves
 
     curves = training_curves(os.path.join(out_dir, LOGS))
     if "val/psnr" not in curves:
         return None
-    labels = {"val/psnr": "held-out views (at each validation)", "train/psnr": "training batches"}
+    labels = {"val/psnr": f"validation: mean of {views}", "train/psnr": "training batches"}
     shown = {labels[t]: [(s / 60, v) for s, v in pts] for t, pts in curves.items()}
-    plot_psnr_curves(shown, os.path.join(assets, "psnr.png"), title="PSNR during training",
-                     xlabel="training time (minutes)")
-    return f"{ASSETS}/psnr.png"
+    buf = io.BytesIO()
+    plot_psnr_curves(shown, buf, title=f"PSNR during training, validated on {views}",
+                     xlabel="training time (minutes)", ylabel="PSNR (dB)")
+    return buf.getvalue()
 
 
 # ---------------------------------------------------------------- cameras and mesh
@@ -133,9 +186,9 @@ def load_hparams(out_dir):
     return dict(raw.get("hyper_parameters") or {})
 
 
-def cameras_top_view(out_dir, assets, holdout=8):
-    """``report/cameras.png``: camera centres and viewing directions seen from above (along the
-    cameras' mean up axis), the held-out ones (every ``holdout``-th) in red."""
+def cameras_top_view(out_dir, holdout=8):
+    """PNG bytes of the camera centres and viewing directions seen from above (along the cameras'
+    mean up axis), the held-out ones (every ``holdout``-th) in red."""
     from datasets.llff import read_capture
 
     capture = read_capture(os.path.join(out_dir, "scene"))
@@ -172,9 +225,7 @@ def cameras_top_view(out_dir, assets, holdout=8):
     ax.legend(loc="best", fontsize=8, framealpha=0.6)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(os.path.join(assets, "cameras.png"), dpi=110)
-    plt.close(fig)
-    return f"{ASSETS}/cameras.png"
+    return figure_png(fig, dpi=110)
 
 
 def project(vertices, c2w, K):
@@ -215,8 +266,9 @@ def mesh_picture(vertices, triangles, colors, c2w, K, img_wh, ax):
     ax.set_yticks([])
 
 
-def mesh_pictures(out_dir, mesh_path, assets):
-    """``report/mesh.png``: the mesh seen from two held-out cameras (the first and the middle one)."""
+def mesh_pictures(out_dir, mesh_path, hparams):
+    """PNG bytes of the mesh seen from two held-out cameras (the first and the middle one); None when
+    it has no triangles. ``hparams``: the checkpoint's flags (``load_hparams``)."""
     import open3d as o3d
 
     from datasets import make_dataset
@@ -226,8 +278,7 @@ def mesh_pictures(out_dir, mesh_path, assets):
     colors = np.asarray(mesh.vertex_colors) if mesh.has_vertex_colors() else np.full_like(vertices, 0.7)
     if len(triangles) == 0:
         return None
-    hp = load_hparams(out_dir)
-    hp["root_dir"] = os.path.join(out_dir, "scene")
+    hp = dict(hparams, root_dir=os.path.join(out_dir, "scene"))
     ds = make_dataset(Namespace(**hp), "test")
     W, H = ds.img_wh
     picks = sorted({0, len(ds.poses) // 2})
@@ -240,9 +291,7 @@ def mesh_pictures(out_dir, mesh_path, assets):
         ax.set_title(f"from held-out view {i}", fontsize=8)
     fig.suptitle(f"mesh: {len(vertices)} vertices, {len(triangles)} triangles", fontsize=9)
     fig.tight_layout()
-    fig.savefig(os.path.join(assets, "mesh.png"), dpi=110 * UPSCALE // 2)
-    plt.close(fig)
-    return f"{ASSETS}/mesh.png"
+    return figure_png(fig, dpi=110 * UPSCALE // 2)
 
 
 # ---------------------------------------------------------------- the page
@@ -259,13 +308,10 @@ def section(title, body):
 
 
 def write_report(out_dir, manifest):
-    """Write ``out_dir/report.html`` and its pictures in ``out_dir/report/`` from the capture's outputs
-    and ``manifest`` (capture.json). Returns the page's path."""
+    """Write ``out_dir/report.html``, its pictures inside it, from the capture's outputs and
+    ``manifest`` (capture.json). Returns the page's path."""
     out_dir = os.path.abspath(out_dir)
-    staging = os.path.join(out_dir, ".report-partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    assets = os.path.join(staging, ASSETS)
-    os.makedirs(assets)
+    hparams = load_hparams(out_dir)
     name, stages, plan = manifest["name"], manifest["stages"], manifest["plan"].get("train", {})
     esc = html.escape
     parts = [f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{esc(name)}: capture report</title>"
@@ -279,38 +325,48 @@ def write_report(out_dir, manifest):
     if stages.get("poses", {}).get("warning"):
         parts.append(f"<p class='warning' id='poses-warning'><b>Poses:</b> {esc(stages['poses']['warning'])}</p>")
 
-    metrics, rows = heldout_strips(out_dir, assets)
-    figs = "".join(f"<figure><img class='strip' src='{f}' alt='held-out view {esc(n)}'><figcaption>{esc(n)}: PSNR "
-                   f"<b>{p:.2f} dB</b>, SSIM {s:.3f}</figcaption></figure>\n" for f, n, p, s in rows)
+    metrics, rows = heldout_strips(out_dir, hparams)
+    figs = "".join(f"<figure><img class='strip' src='{data_uri(jpg, 'image/jpeg')}' alt='held-out view {esc(n)}'>"
+                   f"<figcaption>{esc(n)}: PSNR <b>{p:.2f} dB</b>, SSIM {s:.3f}</figcaption></figure>\n"
+                   for jpg, n, p, s in rows)
     parts.append(section("Held-out views", f"<p>Mean PSNR <b id='mean-psnr'>{metrics['psnr']:.2f} dB</b>, SSIM "
                          f"{metrics['ssim']:.3f} over {metrics['n_views']} views never seen in training. Each: ground "
                          f"truth | render | depth.</p>\n{figs}"))
 
-    plot = psnr_plot(out_dir, assets)
-    parts.append(section("PSNR against training time", f"<img src='{plot}' alt='PSNR against training time'>"
+    views = validation_views(hparams.get("val_num"), metrics["n_views"])
+    plot = psnr_plot(out_dir, views)
+    caption = (f"<p id='psnr-curve'>PSNR during training: at each validation, the mean over {views} "
+               f"(train.py's <code>--val_num {esc(str(hparams.get('val_num', '?')))}</code>, TensorBoard tag "
+               f"<code>val/psnr</code>), beside that of the training batches. The mean PSNR above is over all "
+               f"{metrics['n_views']} held-out views, rendered after training.</p>")
+    parts.append(section("PSNR during training", caption + f"<img src='{data_uri(plot, 'image/png')}' "
+                         f"alt='PSNR during training, validated on {views}'>"
                          if plot else "<p class='note'>no validation was logged</p>"))
 
     mp4 = f"results/path/{name}.mp4"
     gif = f"results/path/{name}.gif"
     frames = sorted(glob.glob(os.path.join(out_dir, "results", "path", "*.png")))
-    poster = f" poster='results/path/{os.path.basename(frames[0])}'" if frames else ""
+    poster = f" poster='{file_uri(frames[0])}'" if frames else ""
     parts.append(section("Circle video", f"<video src='{mp4}'{poster} controls autoplay loop muted playsinline>"
-                         f"<img src='{gif}' alt='circle video (gif)'></video>\n"
-                         f"<p class='note'>also as a gif: <a href='{gif}'>{gif}</a></p>"))
+                         f"<a href='{gif}'>{gif}</a></video>\n"
+                         f"<p class='note'>beside this page, not inside it: <a href='{mp4}'>{mp4}</a>, also as a "
+                         f"gif: <a href='{gif}'>{gif}</a></p>"))
 
     mesh = stages.get("mesh", {})
     mesh_file = os.path.join("mesh", f"{name}.ply")
     if "skipped" in mesh:
         body = f"<p class='note'>no mesh: {esc(mesh['skipped'])}</p>"
     elif os.path.isfile(os.path.join(out_dir, mesh_file)):
-        picture = mesh_pictures(out_dir, os.path.join(out_dir, mesh_file), assets)
-        body = (f"<img src='{picture}' alt='the mesh'>" if picture else "<p class='note'>the mesh is empty</p>")
+        picture = mesh_pictures(out_dir, os.path.join(out_dir, mesh_file), hparams)
+        body = (f"<img src='{data_uri(picture, 'image/png')}' alt='the mesh'>" if picture
+                else "<p class='note'>the mesh is empty</p>")
         body += f"<p><a href='{mesh_file}'>{mesh_file}</a> (vertex colours; opens in MeshLab, Blender, ...)</p>"
     else:
         body = "<p class='note'>no mesh</p>"
     parts.append(section("Mesh", body))
 
-    parts.append(section("Cameras", f"<img src='{cameras_top_view(out_dir, assets)}' alt='cameras seen from above'>"))
+    parts.append(section("Cameras", f"<img src='{data_uri(cameras_top_view(out_dir), 'image/png')}' "
+                                    "alt='cameras seen from above'>"))
 
     lines = [f"cd {out_dir}"]
     for stage, entry in stages.items():
@@ -321,12 +377,9 @@ def write_report(out_dir, manifest):
                  f"--ckpt_path {esc(os.path.join(out_dir, CKPT))}"
                  + ("" if "skipped" in mesh else f" --mesh {esc(os.path.join(out_dir, mesh_file))}")
                  + "</code></p>\n</body></html>\n")
-    with open(os.path.join(staging, "report.html"), "w") as f:
+    page = os.path.join(out_dir, "report.html")
+    with open(page + ".partial", "w") as f:  # beside its place, then renamed: present means complete
         f.write("\n".join(parts))
-    # into place: the pictures first, the page last (present means complete)
-    final_assets = os.path.join(out_dir, ASSETS)
-    shutil.rmtree(final_assets, ignore_errors=True)
-    os.replace(assets, final_assets)
-    os.replace(os.path.join(staging, "report.html"), os.path.join(out_dir, "report.html"))
-    os.rmdir(staging)
-    return os.path.join(out_dir, "report.html")
+    os.replace(page + ".partial", page)
+    shutil.rmtree(os.path.join(out_dir, OLD_ASSETS), ignore_errors=True)  # an earlier report's pictures
+    return page

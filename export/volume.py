@@ -12,7 +12,7 @@ import os
 import numpy as np
 import torch
 
-from models.rendering import query_field
+from models.compositing import query_field
 from export.mesh import lattice_axes, sample_lattice
 
 VOLUME_FORMAT = "nerf_pl-volume-v1"

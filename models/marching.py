@@ -3,7 +3,7 @@
 Rays step through the scene box at a fixed step; samples in empty cells are dropped; a first,
 gradient-free pass measures density to find where each ray's transmittance falls below
 ``early_stop_eps`` (early ray termination) and the field is then evaluated, with gradients, only
-on the samples that still matter. Compositing is ``models.rendering.composite``'s formula with
+on the samples that still matter. Compositing is ``models.compositing.composite``'s formula with
 the real step lengths (no infinite last interval: what is left shows the background).
 Samples are kept padded, ``(N_rays, M)`` with a mask, so the formulas stay those of the vanilla path.
 
@@ -19,7 +19,7 @@ from torch.profiler import record_function  # named scopes for benchmarks/profil
 
 from models.appearance import ray_codes
 from models.contraction import distance_from_parameter, ray_parameter, ray_segments
-from models.rendering import composite, query_field
+from models.compositing import composite, query_field
 
 
 def ray_aabb(rays_o, rays_d, aabb):

@@ -1,9 +1,10 @@
 """Volume rendering: sample points along rays, query a radiance field, composite.
 
 Sampling and compositing are separate steps: ``stratified_samples`` and ``sample_pdf`` return
-sample distances, ``composite`` turns densities and colours at those distances into a pixel.
-``render_rays`` chains them for the coarse/fine scheme of NeRF and ``render_chunked`` is the one
-chunk loop used by training, eval.py, test.ipynb and extract_mesh.py.
+sample distances, ``models.compositing.composite`` turns densities and colours at those distances
+into a pixel. ``render_rays`` chains them for the coarse/fine scheme of NeRF (or hands the rays to
+``models.marching`` on the fast path) and ``render_chunked`` is the one chunk loop used by training,
+eval.py, the viewer, test.ipynb and extract_mesh.py.
 
 A *field* is anything with ``field(x, d) -> (sigma, rgb)`` and ``field.query_density(x) -> sigma``
 (``x``, ``d``: ``(N, 3)``; ``sigma``: ``(N,)`` raw, before ReLU; ``rgb``: ``(N, 3)``), e.g.
@@ -18,7 +19,9 @@ import torch
 from torch.profiler import record_function  # named scopes for benchmarks/profile_step.py
 
 from models.appearance import ray_codes
+from models.compositing import composite, query_field
 from models.contraction import distance_from_parameter, ray_segments
+from models.marching import render_marched
 
 # On the CPU the fields run on pieces of at most this many points (whole rays): each activation
 # (30,000 x 256 float32 = 29 MB) then stays under glibc's 32 MB mmap threshold and reuses freed heap
@@ -108,68 +111,6 @@ def sample_pdf(bins, weights, n_importance, det=False, eps=1e-5):
     return bins_g[..., 0] + t * (bins_g[..., 1] - bins_g[..., 0])
 
 
-@record_function("nerf/composite")
-def composite(sigmas, rgbs, z_vals, directions, noise_std=0.0, white_back=False, deltas=None):
-    """Alpha-composite samples front to back (NeRF eq. 3).
-
-    Args:
-        sigmas: ``(N_rays, N_samples)`` raw densities (ReLU is applied here, after the noise).
-        rgbs: ``(N_rays, N_samples, 3)`` colours, or None to compute weights only.
-        z_vals: ``(N_rays, N_samples)`` sorted sample distances.
-        directions: ``(N_rays, 3)`` ray directions; intervals are scaled by their norm.
-        noise_std: std of Gaussian noise added to the raw densities (training only).
-        white_back: composite onto a white background.
-        deltas: ``(N_rays, N_samples)`` interval lengths (in ray units); default: the gaps between
-            ``z_vals`` with an infinite last interval, as NeRF does.
-    Returns:
-        dict with ``weights`` ``(N_rays, N_samples)``, ``opacity`` ``(N_rays,)``, ``depth``
-        ``(N_rays,)`` (expected distance), and ``rgb`` ``(N_rays, 3)`` when ``rgbs`` is given.
-    """
-    if sigmas.dtype in (torch.float16, torch.bfloat16):  # compositing needs float32 (the 1e10 interval)
-        sigmas = sigmas.float()
-    if deltas is None:
-        deltas = z_vals[:, 1:] - z_vals[:, :-1]
-        deltas = torch.cat([deltas, torch.full_like(deltas[:, :1], 1e10)], -1)  # the last interval is infinite
-    deltas = deltas * directions.norm(dim=-1, keepdim=True)
-    if noise_std > 0:
-        sigmas = sigmas + torch.randn_like(sigmas) * noise_std
-    alphas = 1 - torch.exp(-deltas * torch.relu(sigmas))  # (N_rays, N_samples)
-    # transmittance T_i = prod_{j<i} (1 - alpha_j); the 1e-10 keeps gradients finite at alpha = 1
-    trans = torch.cumprod(torch.cat([torch.ones_like(alphas[:, :1]), 1 - alphas + 1e-10], -1), -1)[:, :-1]
-    weights = alphas * trans
-    opacity = weights.sum(-1)
-    out = {"weights": weights, "opacity": opacity, "depth": (weights * z_vals).sum(-1)}
-    if rgbs is not None:
-        rgb = (weights[..., None] * rgbs.to(weights.dtype)).sum(-2)  # (N_rays, 3)
-        if white_back:
-            rgb = rgb + (1 - opacity[:, None])
-        out["rgb"] = rgb
-    return out
-
-
-@record_function("nerf/field")
-def query_field(field, x, d=None, max_points=1 << 18, code=None):
-    """Evaluate a field on ``x`` ``(N, 3)`` (and ``d`` ``(N, 3)``, or ``(N_rays, 3)`` for a field
-    with ``per_ray_directions``) in pieces of about ``max_points`` (whole rays). ``code``: appearance
-    codes with one row per row of ``d`` (split with it), or None to call ``field(x, d)`` without.
-
-    Returns ``sigma`` ``(N,)`` when ``d`` is None, else ``(sigma (N,), rgb (N, 3))``. Pieces bound
-    the activation memory at eval time (and on the CPU, see ``CPU_PIECE_POINTS``, speed up training).
-    """
-    if x.shape[0] <= max_points:
-        if d is None:
-            return field.query_density(x)
-        return field(x, d) if code is None else field(x, d, code)
-    per = 1 if d is None else x.shape[0] // max(d.shape[0], 1)  # samples per direction
-    step = max(1, max_points // per) * per
-    outs = [query_field(field, x[i:i + step], None if d is None else d[i // per:(i + step) // per], step,
-                        None if code is None else code[i // per:(i + step) // per])
-            for i in range(0, x.shape[0], step)]
-    if d is None:
-        return torch.cat(outs)
-    return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
-
-
 def _render_level(field, rays, z_vals, noise_std, white_back, weights_only):
     """Query ``field`` at ``z_vals`` ``(N_rays, S)`` along ``rays`` and composite."""
     n_rays, n_samples = z_vals.shape
@@ -219,8 +160,6 @@ def render_rays(fields, rays, *, n_samples=64, n_importance=0, use_disp=False, p
     """
     grid = fields.get("occupancy")
     if grid is not None:
-        from models.marching import render_marched  # imported here: marching builds on this module
-
         return render_marched(fields["coarse"], grid, rays, float(grid.step_size), perturb=perturb > 0,
                               white_back=white_back)
     if unbounded:

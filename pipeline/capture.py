@@ -18,7 +18,7 @@ The folder ``DIR``::
                              and ``done`` (written, atomically, only once the stage's outputs are in place)
     scene/                   images/, sparse/0, poses_bounds.npy
     ckpts/capture/last.ckpt  logs/capture/version_*/ (TensorBoard)
-    results/test/  results/path/  mesh/NAME.ply  report.html  report/
+    results/test/  results/path/  mesh/NAME.ply  report.html (one file, its pictures inside)
 
 The time budget (frames, training size and length, estimates of the later stages) is in
 ``pipeline/budget.py``; the input's checks and the manifest in ``pipeline/inputs.py``.

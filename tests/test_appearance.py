@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from conftest import TINY, run_script
 from datasets.blender import BlenderDataset
 from models import build_fields, load_model
+from models.compositing import query_field
 from models.nerf import NeRF
 from models.ngp import NGPField
-from models.rendering import query_field, render_chunked, render_rays
+from models.rendering import render_chunked, render_rays
 from opt import get_opts, get_parser
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError

@@ -7,6 +7,7 @@ rotation tag), made with test_video's helpers. The end-to-end run trains with ti
 through to train.py (TINY_FAST), so that even a barely trained model renders its 120-frame circle
 quickly on 2 CPU cores.
 """
+import base64
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import sys
 import time
 from html.parser import HTMLParser
 
+import imageio.v2 as imageio
 import numpy as np
 import pytest
 
@@ -47,14 +49,16 @@ def capture_args(clip, out, *more):
 
 
 class Links(HTMLParser):
-    """The src/href values of a page."""
+    """The src/href/poster values of a page, and its pictures as ``{alt: src}``."""
 
     def __init__(self):
         super().__init__()
-        self.links = []
+        self.links, self.images = [], {}
 
     def handle_starttag(self, tag, attrs):
         self.links += [v for k, v in attrs if k in ("src", "href", "poster")]
+        if tag == "img":
+            self.images[dict(attrs).get("alt")] = dict(attrs).get("src")
 
 
 def mean_image_psnr(scene, names, size):
@@ -117,12 +121,22 @@ def test_capture_resumes_after_kill_and_reports(captured):
     assert f"{metrics['psnr']:.2f} dB" in page and "PSNR" in page
     links = Links()
     links.feed(page)
-    assert len(links.links) >= 8, links.links
+    assert len(links.links) >= 8, [link[:60] for link in links.links]
+    # one file: every picture inside the page, only the video and the mesh beside it
+    assert all(src.startswith("data:image/") for src in links.images.values()), list(links.images)
+    assert not re.search(r"<img[^>]*src=['\"](?!data:)", page)
+    assert not (out / "report").exists()
     for link in links.links:
+        if link.startswith("data:image/"):
+            continue
         assert not re.match(r"^[a-z]+://|^/", link), link  # relative: the folder moves as one
         assert (out / link).is_file(), link
-    for name in ("psnr.png", "cameras.png") + (("mesh.png",) if meshed else ()):
-        assert f"report/{name}" in links.links, name
+    for alt in ("PSNR during training, validated on 2 of the 3 held-out views", "cameras seen from above") \
+            + (("the mesh",) if meshed else ()):
+        assert alt in links.images, (alt, list(links.images))
+    picture = base64.b64decode(links.images["cameras seen from above"].split(",", 1)[1])
+    assert imageio.imread(picture).shape[0] > 200  # the picture decodes
+    assert "the mean over 2 of the 3 held-out views (train.py's <code>--val_num 2</code>" in page
     assert meshed or "no mesh: extract_mesh.py failed" in page
     assert "results/path/beer.mp4" in links.links and "results/path/beer.gif" in links.links
     for stage in ("imgs2poses.py", "train.py", "eval.py", "extract_mesh.py"):
@@ -201,8 +215,6 @@ def test_report_in_headless_chromium(captured, tmp_path):
         probe.unlink()
     m = re.search(r"<title>loaded (\d+) of (\d+)</title>", dom)
     assert m and int(m.group(1)) == int(m.group(2)) >= 5, dom[:500]  # strips, plot, cameras (and the mesh)
-    import imageio.v2 as imageio
-
     img = imageio.imread(shot)[..., :3].astype(np.float32)
     rows = img.std(axis=(1, 2))
     assert (rows > 20).mean() > 0.2, (rows > 20).mean()  # pictures, not a page of text on white
@@ -333,11 +345,12 @@ def test_make_capture_runs_capture_py():
     assert proc.returncode != 0 and "VIDEO=clip.mp4" in proc.stdout + proc.stderr
 
 
-def test_readme_starts_your_own_photos_with_capture():
-    """README's "Your own photos" opens with the one command; the end-to-end test above runs it (the
-    same script and flags, plus the tiny ones)."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Your own photos", 1)[1]
+def test_docs_start_your_own_captures_with_capture():
+    """docs/captures.md's "One command" opens with it; the end-to-end test above runs it (the same script
+    and flags, plus the tiny ones)."""
+    from test_docs import doc_section
+
+    section = doc_section("docs/captures.md", "## One command")
     block = section.split("```")[1].split("\n", 1)[1]  # after the language tag
     commands = [ln.strip() for ln in block.splitlines() if ln.strip()]
     assert commands[0] == "python capture.py clip.mp4 --out captures/NAME --minutes 15", commands

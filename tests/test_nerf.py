@@ -34,7 +34,7 @@ def test_build_fields_coarse_only():
 
 
 def test_one_direction_per_ray_equals_one_per_sample():
-    from models.rendering import query_field
+    from models.compositing import query_field
 
     torch.manual_seed(0)
     net = NeRF(depth=6, width=32)

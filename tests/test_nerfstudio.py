@@ -223,10 +223,12 @@ def bad(tmp_path, root, *flags):
 
 
 def error_of(root, split="train"):
-    """The one-line message reading a broken scene gives (train.py prints it as ``error: ...``)."""
+    """The one-line message reading a broken scene gives (train.py prints it as ``error: ...``); it
+    names the file at the front once, not once per level it passed through."""
     with pytest.raises(UserError) as err:
         ns(root, split)
     assert "\n" not in str(err.value)
+    assert str(err.value).count("transforms.json:") <= 1, str(err.value)
     return str(err.value)
 
 
@@ -247,7 +249,12 @@ def test_bad_scenes_are_named_in_one_line(ns_dir, tmp_path):
         return edit
 
     line = error_of(broken("model", set_key(camera_model="EQUIRECTANGULAR")))
-    assert "transforms.json" in line and "camera_model 'EQUIRECTANGULAR'" in line and "OPENCV" in line
+    json_path = os.path.join(tmp_path, "model", "transforms.json")
+    assert line.startswith(f"{json_path}: camera_model 'EQUIRECTANGULAR'") and "OPENCV" in line, line
+    assert line.count("transforms.json") == 1, line  # named once (the reader used to prefix it again)
+    line = error_of(broken("coefficient", set_key(camera_model="OPENCV", k1="strong")))
+    assert "distortion coefficient 'k1' is 'strong', not a number" in line, line
+    assert line.count("transforms.json") == 1 and os.path.join(tmp_path, "coefficient", "transforms.json") in line
 
     def no_focal(meta):
         for k in ("fl_x", "fl_y"):
@@ -343,7 +350,7 @@ FAST_CPU = ["--fast", "--num_gpus", 0, "--batch_size", 1024, "--grid_resolution"
 
 
 def test_fast_trains_inside_the_box_the_cameras_look_at(ns_dir, tmp_path):
-    """README: --fast on a white-background object in this format: its box is the ball the cameras look at."""
+    """docs/captures.md: --fast on a white-background object in this format: its box is the ball the cameras look at."""
     run_script("train.py", "--root_dir", ns_dir, "--img_wh", 32, 32, "--white_back", 1, "--max_steps", 150,
                *FAST_CPU, "--exp_name", "fast", cwd=tmp_path)
     from test_train import scalars
@@ -360,7 +367,7 @@ def test_fast_trains_inside_the_box_the_cameras_look_at(ns_dir, tmp_path):
 
 
 def test_unbounded_capture_commands(tmp_path):
-    """README's commands for a capture in this format: the demo written as nerfstudio does, --unbounded --fast
+    """docs/captures.md's commands for a capture in this format: the demo written as nerfstudio does, --unbounded --fast
     training with no --dataset_name, then eval.py from the checkpoint alone (held-out views and the path)."""
     run_script("datasets/demo_scene.py", tmp_path / "demo_ns", "--format", "nerfstudio", "--size", 32, "--n_train", 16,
                cwd=tmp_path)

@@ -2,7 +2,8 @@ import math
 
 import torch
 
-from models.rendering import composite, render_chunked, render_rays, sample_pdf, stratified_samples
+from models.compositing import composite
+from models.rendering import render_chunked, render_rays, sample_pdf, stratified_samples
 from utils.rays import Rays
 
 

@@ -1,4 +1,4 @@
-"""Pictures of renders: colormapped depth (in RGB order) and image strips."""
+"""Pictures of renders: colormapped depth (in RGB order) and image strips; PSNR curves as a PNG."""
 import cv2
 import numpy as np
 import torch
@@ -40,3 +40,25 @@ def to_uint8(img):
 def image_strip(*images):
     """Concatenate ``(H, W, 3)`` uint8 images left to right -> ``(H, sum W, 3)``."""
     return np.concatenate([np.asarray(i) for i in images], axis=1)
+
+
+def plot_psnr_curves(curves, path, title="", xlabel="training time (s)", ylabel="held-out PSNR (dB)"):
+    """Write a PNG of ``curves``: ``{label: [(time, psnr), ...]}``, one line per label, times in the
+    unit of ``xlabel`` (the capture report and the benchmarks' PSNR-against-time plots)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, pts in curves.items():
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
