@@ -16,6 +16,7 @@ import argparse
 from opt import HelpFormatter
 from pipeline.capture import STAGES, run_capture
 from utils.errors import UserError, cli_main
+from utils.quiet import quiet
 
 
 def get_parser():
@@ -39,6 +40,7 @@ def get_parser():
 
 @cli_main
 def main(argv=None):
+    quiet()  # the project's lines only (utils/quiet.py); the stages run here, and call it too
     args, extra = get_parser().parse_known_args(argv)
     if not args.minutes > 0:
         raise UserError(f"--minutes must be positive, got {args.minutes:g}")

@@ -33,6 +33,7 @@ from opt import check_opts, get_parser, parse_args
 from utils.device import pick_device
 from utils.errors import UserError, cli_main
 from utils.io import VideoWriter, check_out_dir, publish, write_pfm
+from utils.quiet import quiet
 from utils.visualization import depth_to_rgb, to_uint8
 from viewer.camera import scene_cameras, view_dataset
 from viewer.paths import read_path
@@ -190,6 +191,7 @@ def write_summary(tmp, h, ds, per_view, vrange, cameras=None):
 
 @cli_main
 def main(argv=None):
+    quiet()  # the project's lines only (utils/quiet.py)
     args, explicit = parse_args(get_eval_parser(), argv)
     if args.fps <= 0:
         raise UserError(f"--fps must be positive, got {args.fps}")

@@ -26,6 +26,7 @@ from models.rendering import eval_render_kwargs
 from opt import check_opts, get_parser, parse_args
 from utils.errors import UserError, cli_main
 from utils.io import staged_files
+from utils.quiet import quiet
 
 # mesh
 from export.bounds import (check_scene_bounds, object_box, scene_bounds_hint, search_box, surface_level,
@@ -240,6 +241,7 @@ def colorize(fields, hp, ds, vertices, triangles, ranges, render_kwargs, device)
 
 @cli_main
 def main(argv=None):
+    quiet()  # the project's lines only (utils/quiet.py)
     args, explicit = parse_args(build_parser(), argv)
     ranges = check_flags(args)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

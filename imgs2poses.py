@@ -18,6 +18,7 @@ from opt import HelpFormatter
 from process_data.colmap_sfm import CAMERA_MODELS, imgs2poses
 from process_data.video import DEFAULT_NUM_FRAMES, video2poses
 from utils.errors import UserError, cli_main
+from utils.quiet import quiet
 
 
 def get_parser():
@@ -52,6 +53,7 @@ def get_parser():
 
 @cli_main
 def main(argv=None):
+    quiet()  # the project's lines only (utils/quiet.py)
     args = get_parser().parse_args(argv)
     sfm = dict(camera_model=args.camera_model, single_camera=not args.per_image_camera, seed=args.seed,
                verbose=args.verbose)

@@ -6,7 +6,6 @@ Logs go to ``logs/EXP`` (TensorBoard), checkpoints to ``ckpts/EXP`` (best by val
 """
 import math
 import os
-import warnings
 from argparse import Namespace
 from datetime import timedelta
 
@@ -15,7 +14,7 @@ from torch.utils.data import DataLoader
 
 # data
 from datasets import make_dataset
-from datasets.base import RayBatchSampler
+from datasets.base import IndexBatches, RayBatchSampler, evenly_spread
 
 # models
 from models import build_fields, setup_fast_path
@@ -24,9 +23,11 @@ from models.rendering import final_level, render_chunked, render_rays, train_ren
 
 # optimizer, checkpoints
 from opt import get_opts, parse_max_time
+from utils.callbacks import BestAndLastCheckpoint, time_budget_used
 from utils.checkpoint import load_checkpoint, load_fields_state
 from utils.errors import UserError, cli_main
 from utils.optim import get_learning_rate, get_optimizer, get_scheduler
+from utils.quiet import expect_checkpoints_in, quiet
 from utils.visualization import depth_to_rgb, image_strip, to_uint8
 
 # losses, metrics
@@ -35,8 +36,9 @@ from metrics import psnr, ssim
 
 # lightning
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ModelCheckpoint, Timer, TQDMProgressBar
+from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
 # the live viewer (--viewer)
 from viewer.callback import viewer_callbacks
 
@@ -90,13 +92,8 @@ class NeRFSystem(pl.LightningModule):
         return [optimizer], [{"scheduler": scheduler, "interval": interval}]
 
     def time_fraction(self):
-        """Share of the ``--max_time`` budget used so far (0 without one); Lightning's Timer keeps
-        the elapsed time in the checkpoint, so a resumed run goes on from there."""
-        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None) if self._trainer else None
-        if timer is None:  # Lightning adds its Timer only for a max_time
-            return 0.0
-        elapsed = timer.time_elapsed("train")
-        return elapsed / (elapsed + timer.time_remaining("train"))
+        """Share of the ``--max_time`` budget used so far (0 without one, or outside a Trainer)."""
+        return time_budget_used(self.trainer) if self._trainer else 0.0
 
     def progress(self):
         """Share of the run done: the larger of the steps' share and the time budget's."""
@@ -122,9 +119,7 @@ class NeRFSystem(pl.LightningModule):
                           num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
 
     def val_dataloader(self):
-        n = len(self.val_dataset)
-        # an even spread of --val_num views, shared out across ranks
-        picks = sorted({round(i * (n - 1) / max(self.hparams.val_num - 1, 1)) for i in range(min(n, self.hparams.val_num))})
+        picks = evenly_spread(len(self.val_dataset), self.hparams.val_num)  # shared out across ranks
         mine = picks[self.global_rank::self.trainer.world_size] or picks[:1]
         return DataLoader(torch.utils.data.Subset(self.val_dataset, mine), batch_size=None, num_workers=0,
                           generator=torch.Generator())
@@ -201,25 +196,12 @@ class NeRFSystem(pl.LightningModule):
             self.logger.experiment.add_image("val/GT_pred_depth", strip, self.global_step, dataformats="HWC")
 
 
-# RayBatchSampler resumes mid-epoch itself (on_train_start): Lightning's warning does not apply
-warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
-
-
-class IndexBatches(torch.utils.data.Dataset):
-    """Passes the sampler's ray indices through (the fast path gathers rays on the device)."""
-
-    def __getitem__(self, idx):
-        return idx
-
-
 def trainer_devices(hparams):
     """(accelerator, devices, strategy) from --num_gpus/--num_nodes/--cpu_processes and the machine."""
     if hparams.num_gpus > 0 and torch.cuda.is_available():
         n = min(hparams.num_gpus, torch.cuda.device_count())
         accelerator, devices = "gpu", n
-    else:
-        if hparams.num_gpus > 0:
-            warnings.warn("no GPU found: training on the CPU")
+    else:  # main says so when a GPU was asked for (say_setup)
         accelerator, devices = "cpu", hparams.cpu_processes
     distributed = devices > 1 or hparams.num_nodes > 1
     return accelerator, devices, ("ddp" if distributed else "auto")
@@ -238,19 +220,6 @@ def load_start_weights(system, hparams):
     ignore = [p for p in hparams.prefixes_to_ignore if p != "loss"]
     load_fields_state(system.fields, ckpt["state_dict"], ignore, source=hparams.ckpt_path)
     return hparams.ckpt_path if ckpt["lightning"] and not ignore else None
-
-
-class BestAndLastCheckpoint(ModelCheckpoint):
-    """The best checkpoint by val PSNR, plus ``last.ckpt`` rewritten at every validation.
-
-    (Lightning 2.6 rewrites ``last.ckpt`` only when the best one improved, so a resume could
-    silently go back in time.) Writes are atomic: an interrupted run never leaves a torn file.
-    """
-
-    def on_validation_end(self, trainer, pl_module):
-        super().on_validation_end(trainer, pl_module)
-        if not self._should_skip_saving_checkpoint(trainer):  # not saved at this step yet
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 def build_trainer(hparams, steps_per_epoch, extra_callbacks=()):
@@ -273,8 +242,22 @@ def build_trainer(hparams, steps_per_epoch, extra_callbacks=()):
     )
 
 
+@rank_zero_only
+def say_setup(hparams, accelerator, world, resume):
+    """The project's lines for what Lightning's own device and resume lines said (utils/quiet.py
+    hides those): once, on rank 0 (a DDP run starts this script again in each other process)."""
+    if accelerator == "cpu" and hparams.num_gpus > 0:
+        print("no GPU found: training on the CPU")
+    if world > 1:
+        where = " on the CPU" if accelerator == "cpu" else ", one GPU each"
+        print(f"distributed training (DDP): {world} processes{where}")
+    if resume:
+        print(f"resuming from {resume}")
+
+
 @cli_main
 def main(argv=None):
+    quiet()  # the project's lines only: known library tips and warnings hidden (utils/quiet.py)
     hparams = get_opts(argv)
     hparams.root_dir = os.path.abspath(hparams.root_dir)  # eval.py finds the scene from anywhere
     if hparams.loss_type not in loss_dict:
@@ -286,7 +269,12 @@ def main(argv=None):
     system = NeRFSystem(hparams, train_ds, val_ds)
     resume = load_start_weights(system, hparams)
 
-    world = trainer_devices(hparams)[1] * hparams.num_nodes
+    accelerator, devices, _ = trainer_devices(hparams)
+    world = devices * hparams.num_nodes
+    say_setup(hparams, accelerator, world, resume)
+    ckpt_dir = os.path.realpath(os.path.join("ckpts", hparams.exp_name))
+    if resume and os.path.realpath(os.path.dirname(resume)) == ckpt_dir:  # resuming in place
+        expect_checkpoints_in(ckpt_dir)
     steps_per_epoch = math.ceil(train_ds.n_rays / (hparams.batch_size * world))
     live = viewer_callbacks(hparams)  # --viewer: checks the port now, serves from on_fit_start
     trainer = build_trainer(hparams, steps_per_epoch, live)

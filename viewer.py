@@ -9,11 +9,13 @@ import os
 
 from opt import parse_args
 from utils.errors import cli_main
+from utils.quiet import quiet
 from viewer.cli import build_viewer, get_viewer_parser
 
 
 @cli_main
 def main(argv=None):
+    quiet()  # the project's lines only (utils/quiet.py)
     args, explicit = parse_args(get_viewer_parser(), argv)
     viewer = build_viewer(args, explicit)
     print(f"viewer: http://localhost:{viewer.port}  (Ctrl-C stops it)")

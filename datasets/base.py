@@ -238,6 +238,22 @@ class RayBatchSampler(Sampler):
             yield mine
 
 
+class IndexBatches(Dataset):
+    """Passes ``RayBatchSampler``'s ray indices through, for a loader whose step builds the rays itself
+    (the fast path gathers them on the device; camera refinement builds them from corrected poses)."""
+
+    def __getitem__(self, idx):
+        return idx
+
+
+def evenly_spread(n, k):
+    """Sorted indices of ``min(k, n)`` of ``range(n)`` spread evenly from the first to the last (all
+    ``n`` when ``k >= n``; the first alone when ``k == 1``): the views train.py validates on
+    (``--val_num``)."""
+    k = min(k, n)  # then the step (n - 1) / (k - 1) is at least 1: k distinct indices
+    return sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(k)})
+
+
 class CameraPath(BaseDataset):
     """Cameras without images, built from arrays: a render path carried by a weights-only file.
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.base import RayBatchSampler
+from datasets.base import RayBatchSampler, evenly_spread
 from datasets.blender import BlenderDataset
 from utils.errors import UserError
 
@@ -46,6 +46,13 @@ def test_train_split_batches_cover_every_ray_once(demo_dir):
     r0 = torch.cat(list(RayBatchSampler(ds.n_rays, 500, rank=0, world_size=2)))
     r1 = torch.cat(list(RayBatchSampler(ds.n_rays, 500, rank=1, world_size=2)))
     assert len(set(r0.tolist()) & set(r1.tolist())) == 0 and len(r0) + len(r1) == ds.n_rays
+
+
+def test_validation_views_are_evenly_spread():
+    """train.py validates on ``--val_num`` views from the first to the last held-out one."""
+    assert evenly_spread(10, 4) == [0, 3, 6, 9]
+    assert evenly_spread(3, 8) == [0, 1, 2]  # fewer views than --val_num: all of them
+    assert evenly_spread(5, 1) == [0] and evenly_spread(0, 8) == []
 
 
 def test_any_resolution_scales_the_intrinsics(demo_dir):
