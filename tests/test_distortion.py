@@ -353,10 +353,11 @@ def test_modelling_the_lens_scores_better_than_ignoring_it(tmp_path):
     assert json.loads((tmp_path / "r.jsonl").read_text())["modelled_psnr"] == line["modelled_psnr"]
 
 
-def test_readme_lens_commands(tmp_path):
-    """The README's "Lenses with distortion" commands, as written there (training cut to 2 tiny steps)."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### Lenses with distortion"):]
+def test_docs_lens_commands(tmp_path):
+    """docs/captures.md's "Lenses with distortion" commands, as written there (training cut to 2 tiny steps)."""
+    from test_docs import doc_section
+
+    section = doc_section("docs/captures.md", "## Lenses with distortion")
     cmds = [c.split()[1:] for c in section.split("```")[1].splitlines() if c.startswith(".venv/bin/python ")]
     scene_cmd, train_cmd = cmds  # python's arguments
     assert scene_cmd[:2] == ["-m", "datasets.demo_scene"] and train_cmd[0] == "train.py"

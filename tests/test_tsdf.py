@@ -148,19 +148,20 @@ def test_rgbd_for_fusion_depth_masks_and_colour():
 
 # ----------------------------------------------------------------------------- the script
 
-# the README's command (its --ckpt_path is the fixture's)
-README_TSDF = ["--method", "tsdf", "--n_views", "30", "--scene_name", "demo",
+# the command of docs/results.md (its --ckpt_path is the fixture's)
+DOCS_TSDF = ["--method", "tsdf", "--n_views", "30", "--scene_name", "demo",
                "--x_range", "-1.1", "1.1", "--y_range", "-1.1", "1.1", "--z_range", "-0.8", "0.8"]
 
 
 def test_demo_tsdf_mesh_near_the_true_surface(demo_mesh_ckpt, demo_dir, tmp_path):
-    """The README's command on a short demo run: one coloured piece near the analytic surface."""
+    """docs/results.md's command on a short demo run: one coloured piece near the analytic surface."""
     import open3d as o3d
+    from test_docs import doc_section
 
-    readme = (ROOT / "README.md").read_text().replace("\\\n", " ")
-    assert "extract_mesh.py --ckpt_path ckpts/demo/last.ckpt " + " ".join(README_TSDF) in " ".join(readme.split())
+    page = doc_section("docs/results.md", "## TSDF fusion").replace("\\\n", " ")
+    assert "extract_mesh.py --ckpt_path ckpts/demo/last.ckpt " + " ".join(DOCS_TSDF) in " ".join(page.split())
     ckpt, _ = demo_mesh_ckpt
-    proc = run_script("extract_mesh.py", "--ckpt_path", ckpt, *README_TSDF, cwd=tmp_path)
+    proc = run_script("extract_mesh.py", "--ckpt_path", ckpt, *DOCS_TSDF, cwd=tmp_path)
     out = tmp_path / "results" / "blender" / "demo"
     assert sorted(os.listdir(out)) == ["demo.ply", "demo_density.png"]
     assert "tsdf: 30 training views fused" in proc.stdout and "in 1 piece(s)" in proc.stdout
