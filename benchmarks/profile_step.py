@@ -35,7 +35,7 @@ from utils.optim import get_optimizer  # noqa: E402
 
 PARTS = {"step/data": "data", "nerf/sampling": "sampling", "nerf/encoding": "encoding", "nerf/field": "mlp",
          "nerf/composite": "compositing", "step/loss": "loss", "step/backward": "backward",
-         "step/optimizer": "optimizer"}
+         "step/optimizer": "optimizer", "step/occupancy": "occupancy"}
 
 
 def exclusive_times(events, use_device):
@@ -100,7 +100,8 @@ def main():
         with record_function("step/data"):
             batch = train[next(batches).to(device)]
         if h.fast:
-            fields["occupancy"].update(i, fields["coarse"].query_density)
+            with record_function("step/occupancy"):
+                fields["occupancy"].update(i, fields["coarse"].query_density)
         results = render_rays(fields, batch["rays"], **kw)
         if "n_samples" in results:  # a GPU sync, as the training loops log it
             samples.append(results["n_samples"].item() / len(batch["rgbs"]))
@@ -124,10 +125,13 @@ def main():
     wall = (time.perf_counter() - t0) / a.steps
     parts = {k: v / a.steps for k, v in exclusive_times(prof.events(), a.device == "cuda").items()}
     parts["other"] = max(0.0, wall - sum(parts.values()))
+    spr = sum(samples[a.warmup:]) / a.steps if samples else None
     print(json.dumps({"mode": ("fast_legacy_encoding" if a.legacy_encoding else "fast") if h.fast else "vanilla", "device": a.device, "img_wh": list(h.img_wh),
                       "batch_size": h.batch_size, "distortion_loss": h.distortion_loss,
                       "s_per_step_profiled": round(wall, 4),
-                      "samples_per_ray": round(sum(samples[a.warmup:]) / a.steps, 1) if samples else None,
+                      "samples_per_ray": round(spr, 1) if spr else None,
+                      # field points (forward and backward) per second of the whole step
+                      "samples_per_s": round(spr * h.batch_size / wall) if spr else None,
                       "share": {k: round(v / wall, 3) for k, v in parts.items()},
                       "seconds": {k: round(v, 4) for k, v in parts.items()}}))
 

@@ -31,6 +31,13 @@ def test_profile_step_shares_add_up(demo_dir, fast):
     assert field > 0.4  # the fields (encodings, MLPs, their backward) dominate a step
 
 
+def test_compile_field_times_each_mode_in_its_own_process():
+    proc = run_script("benchmarks/compile_field.py", "--modes", "eager", "eager", "--points", 500, "--repeats", 3)
+    rows = json_lines(proc)
+    assert [r["mode"] for r in rows] == ["eager", "eager"] and all(r["points"] == 500 for r in rows)
+    assert all(r["median_ms"] > 0 and r["first_s"] > 0 for r in rows)
+
+
 def test_cpu_quality_curves_for_today_and_default(demo_dir, tmp_path):
     small = "--batch_size 128 --march_steps 64 --grid_resolution 16 --hash_log2_size 12"
     proc = run_script("benchmarks/cpu_quality.py", "--root_dir", demo_dir, "--img_wh", 8, 8, "--minutes", 0.03,
@@ -167,4 +174,6 @@ def test_profile_step_any_scene_with_train_presets(tmp_path):
     assert row["mode"] == "fast" and row["img_wh"] == [16, 16] and row["batch_size"] == 512
     assert row["distortion_loss"] == 0.001 and "loss" in row["share"]
     assert row["samples_per_ray"] > 0
+    assert row["samples_per_s"] == pytest.approx(row["samples_per_ray"] * 512 / row["s_per_step_profiled"], rel=0.01)
+    assert "occupancy" in row["share"]  # the grid's refresh, named on its own
     assert sum(row["share"].values()) == pytest.approx(1.0, abs=0.02)
