@@ -26,102 +26,102 @@ from models.hash_encoding import HashEncoding  # noqa: E402
 
 # u: (N, 3) points in the unit cube; res (L,) float32 cells per side; offsets (L,) int32 first row of
 # each level; dense (L,) uint8; table (rows, 2). The index and hash are those of HashEncoding.
+# (load_inline versions the build by this text: an edit rebuilds it.)
 SOURCE = r"""#include <torch/extension.h>
 #include <omp.h>
 #include <cmath>
 #include <cstdint>
 
-// forward: (N, L * 2) codes, level-major per point as HashEncoding returns them
-// table (T, F=2) float. Returns (N, L*2).
+struct Levels {  // the encoding's constants, as HashEncoding's buffers hold them
+  const float* res; const int32_t* offsets; const uint8_t* dense; uint32_t mask; int64_t L;
+};
+
+// The 8 corners of point u's cell at level l: table rows idx[8] and trilinear weights w[8].
+static inline void corners(const Levels& lv, const float* u, int64_t l, uint32_t idx[8], float w[8]) {
+  const float r = lv.res[l]; float f[3]; uint32_t c[3];
+  for (int a = 0; a < 3; ++a) {
+    const float p = r * u[a]; const float fl = std::min(std::floor(p), r - 1.f);  // u = 1 stays in the last cell
+    c[a] = (uint32_t)fl; f[a] = p - fl;
+  }
+  const uint32_t stride = (uint32_t)r + 1;
+  for (int k = 0; k < 8; ++k) {
+    const uint32_t bx = (k >> 2) & 1, by = (k >> 1) & 1, bz = k & 1;
+    const uint32_t i = c[0] + bx, j = c[1] + by, m = c[2] + bz;
+    w[k] = (bx ? f[0] : 1.f - f[0]) * (by ? f[1] : 1.f - f[1]) * (bz ? f[2] : 1.f - f[2]);
+    const uint32_t h = lv.dense[l] ? i + j * stride + m * stride * stride
+                                   : ((i * 1u) ^ (j * 2654435761u) ^ (m * 805459861u)) & lv.mask;
+    idx[k] = h + (uint32_t)lv.offsets[l];
+  }
+}
+
+static Levels levels_of(torch::Tensor res, torch::Tensor offsets, torch::Tensor dense, int64_t table_size) {
+  return {res.data_ptr<float>(), offsets.data_ptr<int32_t>(), dense.data_ptr<uint8_t>(),
+          (uint32_t)(table_size - 1), res.size(0)};
+}
+
+// u (N, 3) in the unit cube, table (rows, 2) -> (N, L * 2): per point, level after level.
 torch::Tensor hash_fwd(torch::Tensor u, torch::Tensor table, torch::Tensor res, torch::Tensor offsets,
                        torch::Tensor dense, int64_t table_size) {
-  const int64_t N = u.size(0), L = res.size(0);
+  const Levels lv = levels_of(res, offsets, dense, table_size);
+  const int64_t N = u.size(0), L = lv.L;
   auto out = torch::empty({N, L * 2}, u.options());
-  const float* U = u.data_ptr<float>(); const float* TB = table.data_ptr<float>();
-  const float* R = res.data_ptr<float>(); const int32_t* OFF = offsets.data_ptr<int32_t>();
-  const uint8_t* D = dense.data_ptr<uint8_t>(); float* O = out.data_ptr<float>();
-  const uint32_t mask = (uint32_t)(table_size - 1);
+  const float* U = u.data_ptr<float>(); const float* TB = table.data_ptr<float>(); float* O = out.data_ptr<float>();
   #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n) {
+    uint32_t idx[8]; float w[8];
     for (int64_t l = 0; l < L; ++l) {
-      const float r = R[l]; float f[3]; uint32_t c[3];
-      for (int a = 0; a < 3; ++a) { float p = r * U[n * 3 + a]; float fl = std::floor(p); fl = std::min(fl, r - 1.f);
-        c[a] = (uint32_t)fl; f[a] = p - fl; }
-      const uint32_t stride = (uint32_t)r + 1;
-      float acc0 = 0.f, acc1 = 0.f;
-      for (int k = 0; k < 8; ++k) {
-        const uint32_t i = c[0] + ((k >> 2) & 1), j = c[1] + ((k >> 1) & 1), m = c[2] + (k & 1);
-        const float w = (((k >> 2) & 1) ? f[0] : 1.f - f[0]) * (((k >> 1) & 1) ? f[1] : 1.f - f[1]) * ((k & 1) ? f[2] : 1.f - f[2]);
-        uint32_t idx = D[l] ? (i + j * stride + m * stride * stride) : ((i * 1u) ^ (j * 2654435761u) ^ (m * 805459861u)) & mask;
-        idx += (uint32_t)OFF[l];
-        acc0 += w * TB[idx * 2]; acc1 += w * TB[idx * 2 + 1];
-      }
-      O[n * L * 2 + l * 2] = acc0; O[n * L * 2 + l * 2 + 1] = acc1;
+      corners(lv, U + n * 3, l, idx, w);
+      float a0 = 0.f, a1 = 0.f;
+      for (int k = 0; k < 8; ++k) { a0 += w[k] * TB[idx[k] * 2]; a1 += w[k] * TB[idx[k] * 2 + 1]; }
+      O[(n * L + l) * 2] = a0; O[(n * L + l) * 2 + 1] = a1;
     }
   }
   return out;
 }
 
-torch::Tensor hash_bwd(torch::Tensor u, torch::Tensor grad, torch::Tensor res, torch::Tensor offsets,
-                       torch::Tensor dense, int64_t table_size, int64_t n_rows) {
-  const int64_t N = u.size(0), L = res.size(0);
-  auto gt = torch::zeros({n_rows, 2}, u.options());
-  const float* U = u.data_ptr<float>(); const float* G = grad.data_ptr<float>();
-  const float* R = res.data_ptr<float>(); const int32_t* OFF = offsets.data_ptr<int32_t>();
-  const uint8_t* D = dense.data_ptr<uint8_t>(); float* GT = gt.data_ptr<float>();
-  const uint32_t mask = (uint32_t)(table_size - 1);
-  #pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t l = 0; l < L; ++l) {
-      const float g0 = G[n * L * 2 + l * 2], g1 = G[n * L * 2 + l * 2 + 1];
-      if (g0 == 0.f && g1 == 0.f) continue;
-      const float r = R[l]; float f[3]; uint32_t c[3];
-      for (int a = 0; a < 3; ++a) { float p = r * U[n * 3 + a]; float fl = std::floor(p); fl = std::min(fl, r - 1.f);
-        c[a] = (uint32_t)fl; f[a] = p - fl; }
-      const uint32_t stride = (uint32_t)r + 1;
-      for (int k = 0; k < 8; ++k) {
-        const uint32_t i = c[0] + ((k >> 2) & 1), j = c[1] + ((k >> 1) & 1), m = c[2] + (k & 1);
-        const float w = (((k >> 2) & 1) ? f[0] : 1.f - f[0]) * (((k >> 1) & 1) ? f[1] : 1.f - f[1]) * ((k & 1) ? f[2] : 1.f - f[2]);
-        uint32_t idx = D[l] ? (i + j * stride + m * stride * stride) : ((i * 1u) ^ (j * 2654435761u) ^ (m * 805459861u)) & mask;
-        idx += (uint32_t)OFF[l];
+// The table's gradient (rows, 2) from grad (N, L * 2), summed into `gt` (one per thread, or shared).
+static inline void scatter(const Levels& lv, const float* U, const float* G, int64_t n, float* gt, bool atomic) {
+  uint32_t idx[8]; float w[8];
+  for (int64_t l = 0; l < lv.L; ++l) {
+    const float g0 = G[(n * lv.L + l) * 2], g1 = G[(n * lv.L + l) * 2 + 1];
+    corners(lv, U + n * 3, l, idx, w);
+    for (int k = 0; k < 8; ++k) {
+      if (atomic) {
         #pragma omp atomic
-        GT[idx * 2] += w * g0;
+        gt[idx[k] * 2] += w[k] * g0;
         #pragma omp atomic
-        GT[idx * 2 + 1] += w * g1;
+        gt[idx[k] * 2 + 1] += w[k] * g1;
+      } else {
+        gt[idx[k] * 2] += w[k] * g0; gt[idx[k] * 2 + 1] += w[k] * g1;
       }
     }
   }
+}
+
+// backward with atomic adds into one gradient
+torch::Tensor hash_bwd(torch::Tensor u, torch::Tensor grad, torch::Tensor res, torch::Tensor offsets,
+                       torch::Tensor dense, int64_t table_size, int64_t n_rows) {
+  const Levels lv = levels_of(res, offsets, dense, table_size);
+  auto gt = torch::zeros({n_rows, 2}, u.options());
+  const float* U = u.data_ptr<float>(); const float* G = grad.data_ptr<float>(); float* GT = gt.data_ptr<float>();
+  #pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < u.size(0); ++n) scatter(lv, U, G, n, GT, true);
   return gt;
 }
+
+// backward into one gradient buffer per thread, summed at the end (no atomics; deterministic
+// for a given thread count)
 torch::Tensor hash_bwd_priv(torch::Tensor u, torch::Tensor grad, torch::Tensor res, torch::Tensor offsets,
-                       torch::Tensor dense, int64_t table_size, int64_t n_rows) {
-  const int64_t N = u.size(0), L = res.size(0);
+                            torch::Tensor dense, int64_t table_size, int64_t n_rows) {
+  const Levels lv = levels_of(res, offsets, dense, table_size);
   const int T = omp_get_max_threads();
   auto buf = torch::zeros({T, n_rows, 2}, u.options());
-  const float* U = u.data_ptr<float>(); const float* G = grad.data_ptr<float>();
-  const float* R = res.data_ptr<float>(); const int32_t* OFF = offsets.data_ptr<int32_t>();
-  const uint8_t* D = dense.data_ptr<uint8_t>(); float* B = buf.data_ptr<float>();
-  const uint32_t mask = (uint32_t)(table_size - 1);
+  const float* U = u.data_ptr<float>(); const float* G = grad.data_ptr<float>(); float* B = buf.data_ptr<float>();
   #pragma omp parallel
   {
     float* GT = B + (int64_t)omp_get_thread_num() * n_rows * 2;
     #pragma omp for schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-      for (int64_t l = 0; l < L; ++l) {
-        const float g0 = G[n * L * 2 + l * 2], g1 = G[n * L * 2 + l * 2 + 1];
-        const float r = R[l]; float f[3]; uint32_t c[3];
-        for (int a = 0; a < 3; ++a) { float p = r * U[n * 3 + a]; float fl = std::floor(p); fl = std::min(fl, r - 1.f);
-          c[a] = (uint32_t)fl; f[a] = p - fl; }
-        const uint32_t stride = (uint32_t)r + 1;
-        for (int k = 0; k < 8; ++k) {
-          const uint32_t i = c[0] + ((k >> 2) & 1), j = c[1] + ((k >> 1) & 1), m = c[2] + (k & 1);
-          const float w = (((k >> 2) & 1) ? f[0] : 1.f - f[0]) * (((k >> 1) & 1) ? f[1] : 1.f - f[1]) * ((k & 1) ? f[2] : 1.f - f[2]);
-          uint32_t idx = D[l] ? (i + j * stride + m * stride * stride) : ((i * 1u) ^ (j * 2654435761u) ^ (m * 805459861u)) & mask;
-          idx += (uint32_t)OFF[l];
-          GT[idx * 2] += w * g0; GT[idx * 2 + 1] += w * g1;
-        }
-      }
-    }
+    for (int64_t n = 0; n < u.size(0); ++n) scatter(lv, U, G, n, GT, false);
   }
   return T == 1 ? buf[0] : buf.sum(0);
 }
