@@ -155,7 +155,9 @@ def validation_views(val_num, n_held_out):
     views are the same), not on all of them; ``val_num`` None (not in the flags): ``"a few of ..."``."""
     if val_num is None:
         return f"a few of the {n_held_out} held-out views"
-    used = min(int(val_num), n_held_out)
+    from datasets.base import evenly_spread  # the views train.py's val_dataloader picks
+
+    used = len(evenly_spread(n_held_out, int(val_num)))
     return f"all {n_held_out} held-out views" if used == n_held_out else f"{used} of the {n_held_out} held-out views"
 
 
