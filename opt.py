@@ -87,6 +87,10 @@ def get_parser(description="Train a NeRF (PyTorch Lightning).", training=True):
     fast.add_argument("--hash_levels", type=int, default=16, help="hash encoding levels")
     fast.add_argument("--hash_log2_size", type=int, default=19, help="log2 of the hash table size per level")
     fast.add_argument("--hash_max_res", type=int, default=2048, help="finest hash grid resolution")
+    fast.add_argument("--kernels", type=str, default="auto", choices=("auto", "eager"),
+                      help="auto: the hash encoding as one fused C++ loop on the CPU (built once with g++, ~30 s "
+                           "inside --max_time, then cached; one line and the eager code where it cannot be "
+                           "built); eager: always the PyTorch code. Same results (models/kernels.py)")
     model.add_argument("--chunk", type=int, default=32 * 1024,
                        help="rays rendered at once (lower it if you run out of memory)")
 

@@ -67,6 +67,7 @@ def main():
     p.add_argument("--img_wh", nargs=2, type=int, default=[100, 100])
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--top", type=int, default=0, help="also print the N ops with the most self time (one JSON line)")
     p.add_argument("--legacy_encoding", action="store_true",
                    help="profile the hash encoding as it was before the fused version (cpu_quality.py's baseline)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
@@ -134,6 +135,9 @@ def main():
                       "samples_per_s": round(spr * h.batch_size / wall) if spr else None,
                       "share": {k: round(v / wall, 3) for k, v in parts.items()},
                       "seconds": {k: round(v, 4) for k, v in parts.items()}}))
+    if a.top:
+        ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:a.top]
+        print(json.dumps({"top_ops_ms_per_step": {e.key: round(e.self_cpu_time_total / 1e3 / a.steps, 2) for e in ops}}))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ import math
 
 import torch
 
+from models import kernels
 from models.contraction import CONTRACTED_RADIUS
 from models.nerf import NeRF
 from models.ngp import NGPField
@@ -34,6 +35,7 @@ def build_fields(hparams, cameras=None):
     ``unbounded``: the fields contract points and the grid covers contracted space
     (``models.contraction``). ``cameras`` (the training dataset, fast path only): grid cells no training camera sees start
     (and stay) empty; leave it out when the grid comes from a checkpoint.
+    ``kernels`` (fast path): ``models.kernels.set_mode``, for every field in this process.
     ``appearance_dim > 0``: each field owns a code per training image (``models.appearance``); their
     number is ``n_train_images`` (train.py stores it in the flags, so checkpoints carry it), or
     without it the number of ``cameras``' images (the benchmarks build fields that way).
@@ -46,6 +48,7 @@ def build_fields(hparams, cameras=None):
             raise ValueError("appearance codes need hparams.n_train_images (train.py sets it from the dataset)")
         appearance = dict(appearance_dim=int(get("appearance_dim")), n_images=int(n_images))
     if get("fast", False):
+        kernels.set_mode(get("kernels", "auto"))  # a process-wide choice: every hash grid takes it
         aabb = get("aabb")
         if aabb is None:
             raise ValueError("the fast path needs hparams.aabb (train.py sets it from the dataset)")

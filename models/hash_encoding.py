@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.profiler import record_function  # named scopes for benchmarks/profile_step.py
 
+from models import kernels
+
 PRIMES = (1, 2654435761, 805459861)
 
 
@@ -110,6 +112,14 @@ class HashEncoding(nn.Module):
 
     @record_function("nerf/encoding")
     def forward(self, x):
+        ext = kernels.extension() if self.n_features == 2 and kernels.applies(x, self.table) else None
+        if ext is not None:  # the fused C++ loop (models/kernels.py): same values and table gradient
+            return kernels.HashEncode.apply(self.normalize(x).contiguous(), self.table, ext, self.res, self.offsets,
+                                            self.dense.to(torch.uint8), self.table_size)
+        return self.forward_eager(x)
+
+    def forward_eager(self, x):
+        """The PyTorch code: ``(N, 3)`` world points -> ``(N, n_levels * n_features)``."""
         N, L, k = x.shape[0], self.n_levels, self.n_dense  # levels 0..k-1 are dense, the finer ones hashed
         # Level- and corner-major layout (L, [2, 2, 2,] N): every per-axis term below is (L, 2, N), an
         # eighth of the full corner tensors, and every broadcast runs along contiguous rows of N points.

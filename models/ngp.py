@@ -1,5 +1,6 @@
 """The fast path's radiance field: a hash-grid encoding and two small MLPs (Instant-NGP style)."""
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.appearance import AppearanceCodes, make_appearance
@@ -64,13 +65,17 @@ class NGPField(AppearanceCodes, nn.Module):
         self.level_scale = None if weights is None else \
             weights.to(self.encoding.table.device).repeat_interleave(self.encoding.n_features)
 
-    def _density_and_features(self, x):
+    def _density_and_features(self, x, features=True):
         if self.contract:
             x = contract_points(x)
         feats = self.encoding(x)
         if self.level_scale is not None:
             feats = feats * self.level_scale.to(feats.dtype)
-        h = self.density_mlp(feats)
+        if features:
+            h = self.density_mlp(feats)
+        else:  # the density alone: the output layer's first row, not all 1 + geo_features of them
+            last = self.density_mlp[-1]
+            h = F.linear(self.density_mlp[:-1](feats), last.weight[:1], last.bias[:1])
         aabb = self.encoding.aabb
         inside = ((x >= aabb[0]) & (x <= aabb[1])).all(-1)
         sigma = trunc_exp(h[:, 0].float()) * inside
@@ -78,7 +83,7 @@ class NGPField(AppearanceCodes, nn.Module):
 
     def query_density(self, x):
         """Args: x ``(N, 3)``. Returns: sigma ``(N,)`` (non-negative)."""
-        return self._density_and_features(x)[0]
+        return self._density_and_features(x, features=False)[0]
 
     def forward(self, x, d, code=None):
         """Args: x, d ``(N, 3)``; code: ``(N, appearance_dim)`` or None (the mean training code), for

@@ -34,6 +34,15 @@ def run_script(script, *args, cwd=None, timeout=1200, check=True):
     return proc
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fused_kernels_built():
+    """Build the fused CPU kernels (models/kernels.py) once, before any test: on a fresh machine the
+    build takes ~30 s, which would otherwise land inside whichever timed training run came first."""
+    from models import kernels
+
+    kernels.extension()
+
+
 @pytest.fixture(scope="session")
 def lego_dir():
     if not (LEGO / "transforms_train.json").is_file():

@@ -177,3 +177,28 @@ def test_profile_step_any_scene_with_train_presets(tmp_path):
     assert row["samples_per_s"] == pytest.approx(row["samples_per_ray"] * 512 / row["s_per_step_profiled"], rel=0.01)
     assert "occupancy" in row["share"]  # the grid's refresh, named on its own
     assert sum(row["share"].values()) == pytest.approx(1.0, abs=0.02)
+
+
+def test_hash_kernel_cpp_checks_then_times_both_paths():
+    proc = run_script("benchmarks/hash_kernel_cpp.py", "--points", 500, "--repeats", 3)
+    rows = json_lines(proc)
+    assert rows[0]["build_or_load_s"] >= 0
+    assert max(rows[1]["max_abs_error"].values()) < 1e-4 * max(1.0, rows[1]["table_grad_max"])
+    parts = [r["part"] for r in rows[2:]]
+    assert parts.count("fused_forward_backward") == 2 and parts.count("eager_forward_backward") == 2
+    assert all(r["median_ms"] > 0 for r in rows[2:])
+
+
+def test_steps_side_by_side_scores_each_run_on_the_same_views(demo_dir, tmp_path):
+    """Two trees (here this one twice, once with --kernels eager): steps, held-out PSNR, memory, ratios."""
+    from conftest import ROOT
+
+    proc = run_script("benchmarks/steps_side_by_side.py", "--trees", ROOT, ROOT, "--variants", "", "--kernels eager",
+                      "--tag", "t", "--work", tmp_path, "--", "--root_dir", demo_dir, "--img_wh", 16, 16, "--fast",
+                      "--max_steps", 6, "--num_gpus", 0, "--val_num", 1, "--hash_levels", 4, "--hash_log2_size", 12,
+                      "--hash_max_res", 64, cwd=tmp_path)
+    runs, (ratio,) = json_lines(proc)[:2], json_lines(proc)[2:]
+    assert [r["variant"] for r in runs] == ["", "--kernels eager"]
+    assert all(r["steps"] == 6 and r["test_views"] == 8 and r["peak_rss_mb"] > 100 for r in runs)
+    assert abs(runs[0]["test_psnr"] - runs[1]["test_psnr"]) < 0.5  # same training, either path
+    assert ratio["steps_ratio"] == 1.0

@@ -76,7 +76,15 @@ def get_optimizer(hparams, models, extra_groups=()):
         params = [{"params": params}, *extra_groups]
     name = hparams.optimizer
     if getattr(hparams, "fast", False) and name == "adam":  # Instant-NGP's settings for hash tables
-        return Adam(params, lr=hparams.lr, eps=1e-15, betas=(0.9, 0.99), weight_decay=hparams.weight_decay)
+        kwargs = dict(lr=hparams.lr, eps=1e-15, betas=(0.9, 0.99), weight_decay=hparams.weight_decay)
+        if getattr(hparams, "kernels", "auto") == "auto":
+            # torch's fused Adam: one kernel over every parameter instead of a loop of ops per tensor
+            # (the 1.6M-entry hash table of the CPU preset: 0.55 ms a step against 5.6, RESULTS §20)
+            try:
+                return Adam(params, fused=True, **kwargs)
+            except (RuntimeError, ValueError, TypeError):  # a device or torch without it
+                pass
+        return Adam(params, **kwargs)
     if name == "sgd":
         return SGD(params, lr=hparams.lr, momentum=hparams.momentum, weight_decay=hparams.weight_decay)
     if name == "adam":
