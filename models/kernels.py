@@ -17,6 +17,7 @@ Where it applies: float32 on the CPU, when the points need no gradient (camera r
 points: those runs stay eager). Training, eval.py, the viewer and mesh export all call the encoding
 through ``HashEncoding.forward``, so they all take it.
 """
+import glob
 import hashlib
 import os
 import platform
@@ -138,27 +139,37 @@ def _cpu_tag():
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
+def clear_stale_lock(name, max_age_s=600):
+    """Remove the lock file of a build of ``name`` that died half-way (a Ctrl-C during the first run):
+    torch waits for that file to go, so every later run would hang at its first step."""
+    for lock in glob.glob(os.path.join(cache_dir(), "*", name, "lock")):
+        try:
+            if time.time() - os.path.getmtime(lock) > max_age_s:  # a live build takes under a minute
+                os.remove(lock)
+        except OSError:  # another process removed it first
+            pass
+
+
 def build():
     """Build (or load from the cache) the C++ extension. Returns the module; raises on failure."""
     from torch.utils import cpp_extension
 
+    name = f"nerf_kernels_{_cpu_tag()}"
+    clear_stale_lock(name)
     # ninja from pip lives beside this Python; torch looks for it on PATH
     bindir = os.path.dirname(sys.executable)
     if bindir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     return cpp_extension.load_inline(
-        f"nerf_kernels_{_cpu_tag()}", cpp_sources=SOURCE, functions=["hash_forward", "hash_backward"],
+        name, cpp_sources=SOURCE, functions=["hash_forward", "hash_backward"],
         extra_cflags=["-O3", "-fopenmp", "-march=native"], extra_ldflags=["-fopenmp"], verbose=False)
 
 
 def cache_dir():
-    """Where torch keeps built extensions (``$TORCH_EXTENSIONS_DIR`` or its default)."""
+    """Where torch keeps built extensions: ``$TORCH_EXTENSIONS_DIR``, or its default."""
     from torch.utils import cpp_extension
 
-    try:
-        return cpp_extension.get_default_build_root()
-    except Exception:  # noqa: BLE001 -- only for a message
-        return "~/.cache/torch_extensions"
+    return os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
 
 
 def extension():

@@ -1,5 +1,8 @@
 """The fused CPU hash encoding (models/kernels.py) against the eager one: values, gradients, the
 fallback when it cannot be built, and training runs that match at equal steps."""
+import os
+import time
+
 import pytest
 import torch
 
@@ -175,3 +178,23 @@ def test_train_py_runs_fused_and_eager_to_the_same_quality(demo_dir, tmp_path, e
     print(f"100 steps: fused {psnr['auto']:.2f} dB, eager {psnr['eager']:.2f} dB")
     assert psnr["eager"] > 20
     assert abs(psnr["auto"] - psnr["eager"]) < 0.3
+
+
+def test_a_build_killed_half_way_does_not_hang_later_runs(tmp_path, monkeypatch):
+    """torch waits for a build's lock file to go: one left by a killed build is removed when old,
+    and a live build's (recent) lock is left alone."""
+    from torch.utils import cpp_extension
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    name = f"nerf_kernels_{kernels._cpu_tag()}"
+    stale = tmp_path / "py3_cpu" / name / "lock"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    live = tmp_path / "py3_other" / name / "lock"
+    live.parent.mkdir(parents=True)
+    live.write_text("")
+    seen = {}
+    monkeypatch.setattr(cpp_extension, "load_inline", lambda n, **kw: seen.setdefault("name", n))
+    assert kernels.build() == name and seen["name"] == name
+    assert not stale.exists() and live.exists()
