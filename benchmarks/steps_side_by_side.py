@@ -67,9 +67,7 @@ def absolute_paths(flags):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if "--" not in argv:
-        sys.exit("give train.py's flags after --")
-    cut = argv.index("--")
+    cut = argv.index("--") if "--" in argv else len(argv)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trees", nargs="+", default=[ROOT], help="code trees to run train.py from, in this order (repeat one "
                                                             "to run it twice)")
@@ -79,6 +77,8 @@ def main(argv=None):
     p.add_argument("--work", default=os.path.join(ROOT, "logs", "side_by_side"), help="logs and renders")
     a = p.parse_args(argv[:cut])
     flags = absolute_paths(argv[cut + 1:])
+    if not flags:
+        p.error("give train.py's flags after --")
     variants = a.variants or [""] * len(a.trees)
     if len(variants) != len(a.trees):
         sys.exit(f"give one --variants string per tree ({len(a.trees)}), '' for none")

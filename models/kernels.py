@@ -172,6 +172,10 @@ def cache_dir():
     return os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
 
 
+def _first_rank():
+    return os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0"
+
+
 def extension():
     """The built extension, or None (``--kernels eager``, or it could not be built: one line says why,
     once). The first call builds or loads it."""
@@ -184,12 +188,12 @@ def extension():
         except Exception as e:  # noqa: BLE001 -- any failure to build means: go on with the eager code
             reason = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
             _state["failure"] = reason[:200]
-            print(f"fused kernels unavailable ({_state['failure']}): using the eager PyTorch code, same results "
-                  f"(--kernels eager skips the attempt)", file=sys.stderr, flush=True)
+            if _first_rank():  # DDP: one line for the run, not one per process
+                    print(f"fused kernels unavailable ({_state['failure']}): using the eager PyTorch code, same results "
+                      f"(--kernels eager skips the attempt)", file=sys.stderr, flush=True)
             return None
         seconds = time.perf_counter() - t0
-        first_rank = os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0"
-        if seconds > 5 and first_rank:  # a build, not a load from the cache: say where the time went, and where it is kept
+        if seconds > 5 and _first_rank():  # a build, not a load from the cache: say where the time went, and where it is kept
             print(f"fused kernels built in {seconds:.0f} s (cached in {cache_dir()})", flush=True)
     return _state["ext"]
 

@@ -202,3 +202,28 @@ def test_steps_side_by_side_scores_each_run_on_the_same_views(demo_dir, tmp_path
     assert all(r["steps"] == 6 and r["test_views"] == 8 and r["peak_rss_mb"] > 100 for r in runs)
     assert abs(runs[0]["test_psnr"] - runs[1]["test_psnr"]) < 0.5  # same training, either path
     assert ratio["steps_ratio"] == 1.0
+
+
+def test_detail_quality_scores_render_and_thumbnail_at_the_view_size(demo_ckpt, tmp_path):
+    ckpt, _ = demo_ckpt
+    out = tmp_path / "detail"
+    proc = run_script("benchmarks/detail_quality.py", "--ckpt_path", ckpt, "--view_wh", 32, 32, "--thumbnail", 16, 16,
+                      "--crops", 2, "--out", out)
+    render, thumb = json_lines(proc)
+    assert render["method"] == "render" and thumb["method"] == "thumbnail" and thumb["thumbnail_wh"] == [16, 16]
+    for r in (render, thumb):
+        assert r["view_wh"] == [32, 32] and r["views"] == 8 and len(r["per_view"]) == 8
+        assert 0 < r["ssim"] <= 1 and r["gmsd"] >= 0 and r["psnr"] > 5
+    assert thumb["psnr"] > render["psnr"]  # a 40-step model is no match for the photos themselves
+    import imageio.v2 as imageio
+
+    crops = imageio.imread(out / "crops.png")
+    size = 32 // 3
+    assert crops.shape == (2 * size + 4, 3 * size + 2 * 4, 3)  # 2 views x (photo | render | thumbnail)
+    assert json.loads((out / "scores.json").read_text())["columns"] == ["photo", "render", "thumbnail"]
+
+
+def test_detail_quality_needs_something_to_score(tmp_path):
+    proc = run_script("benchmarks/detail_quality.py", "--view_wh", 32, 32, "--out", tmp_path / "x", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    assert "give --ckpt_path" in proc.stderr and not (tmp_path / "x").exists()

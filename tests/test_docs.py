@@ -144,9 +144,13 @@ def help_text(script):
 
 def flag_faults(script, args):
     """What is wrong with ``script args`` against the script's help: a flag it does not take, a value
-    outside a flag's choices. ``capture.py`` hands flags it does not know to ``train.py``."""
+    outside a flag's choices. ``capture.py`` hands flags it does not know to ``train.py``; a benchmark
+    that runs training takes ``train.py``'s flags after a bare ``--``."""
     if not (ROOT / script).is_file():
         return [f"{script}: no such script"]
+    if "--" in args:
+        cut = args.index("--")
+        return flag_faults(script, args[:cut]) + flag_faults("train.py", args[cut + 1:])
     helps = [help_text(script)] + ([help_text("train.py")] if script == "capture.py" else [])
     if not helps[0]:
         return [f"{script} -h failed"]
@@ -206,3 +210,11 @@ def test_make_targets_in_the_pages_exist():
                 m = re.match(r"\s*make (\w[\w-]*)", line)
                 if m:
                     assert re.search(rf"^{m.group(1)}:", makefile, re.M), f"{page.name}: no make target {m.group(1)}"
+
+
+def test_flags_after_a_bare_double_dash_are_train_py_s():
+    """benchmarks/steps_side_by_side.py hands what follows ``--`` to train.py: checked against train.py."""
+    script = "benchmarks/steps_side_by_side.py"
+    assert flag_faults(script, ["--tag", "x", "--", "--fast", "--img_wh", "8", "8"]) == []
+    assert flag_faults(script, ["--fast", "--", "--no_such_flag"]) == [f"{script}: no flag --fast",
+                                                                       "train.py: no flag --no_such_flag"]
