@@ -30,7 +30,8 @@ def get_parser():
     parser.add_argument("--img_wh", type=int, nargs=2, metavar=("W", "H"), default=None,
                         help="training size (default: from the budget and the device, the frames' aspect kept)")
     parser.add_argument("--num_frames", type=int, default=None,
-                        help="frames taken from a video (default: 4 per minute of --minutes, 10 to 150)")
+                        help="frames taken from a video for the poses, all trained on (default: 10 per second of "
+                             "clip, 10 to 150)")
     parser.add_argument("--downscale", type=float, default=None,
                         help="SfM on frames reduced by this factor (default: to at most 960 pixels long)")
     parser.add_argument("--redo", choices=STAGES, default=None,

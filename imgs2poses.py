@@ -9,8 +9,10 @@ reads the photos in ``SCENE_DIR/images`` and writes ``SCENE_DIR/sparse/0`` (a CO
 no COLMAP build needed.
 With ``--video``, the photos are first taken from the clip: the sharpest frame of each of
 ``--num_frames`` equal stretches of it, upright (a phone's rotation tag is honoured), written as
-``SCENE_DIR/images/frame_00001.jpg ...``; SfM then matches each frame with its neighbours. Nothing
-is left in SCENE_DIR when any step fails.
+``SCENE_DIR/images/frame_00001.jpg ...``; SfM then matches each frame with its neighbours. Frames
+in shooting order (a video, or more than 40 photos) are checked for a fold (the path jumping by 100
+degrees between neighbours: look-alike views matched) and posed again another way when one shows;
+``SCENE_DIR/sfm.json`` says which way won. Nothing is left in SCENE_DIR when any step fails.
 """
 import argparse
 
@@ -32,9 +34,9 @@ def get_parser():
     parser.add_argument("--num_frames", type=int, metavar="N",
                         help=f"with --video: how many frames to keep (default {DEFAULT_NUM_FRAMES})")
     parser.add_argument("--matcher", default="auto", choices=("auto", "exhaustive", "sequential"),
-                        help="image pairs to match: all pairs, or each photo with its neighbours in name order "
-                             "(best for frames of a walk or a video); auto: exhaustive up to 40 photos, "
-                             "sequential with --video")
+                        help="image pairs to match: all pairs, or each photo with its next few in name order "
+                             "(frames of a walk or a video: posed two to five ways, folded models dropped, the one "
+                             "the others agree with kept); auto: exhaustive up to 40 photos, sequential with --video")
     parser.add_argument("--downscale", type=float, default=1.0,
                         help="run SfM on copies of the photos reduced by this factor (faster; the poses and "
                              "intrinsics written are for the full-size photos)")

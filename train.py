@@ -230,7 +230,9 @@ def build_trainer(hparams, steps_per_epoch, extra_callbacks=()):
                                     monitor="val/psnr", mode="max", save_top_k=1, save_last=True)
     max_time = None if hparams.max_time is None else timedelta(seconds=parse_max_time(hparams.max_time))
     return pl.Trainer(
-        max_epochs=hparams.num_epochs, max_steps=hparams.max_steps, max_time=max_time,
+        # --max_steps (the fast path's preset) sets the length alone: 16 epochs of a small capture are
+        # 13k fast steps, which ended a 10.9-minute capture.py budget at 8.9 minutes, its decay unfinished
+        max_epochs=-1 if hparams.max_steps > 0 else hparams.num_epochs, max_steps=hparams.max_steps, max_time=max_time,
         accelerator=accelerator, devices=devices, num_nodes=hparams.num_nodes, strategy=strategy,
         precision=hparams.precision, use_distributed_sampler=False,  # RayBatchSampler shards itself
         callbacks=[ckpt_cb, TQDMProgressBar(refresh_rate=10), *extra_callbacks],

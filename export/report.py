@@ -301,8 +301,7 @@ def mesh_pictures(out_dir, mesh_path, hparams):
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;color:#222}
 img,video{max-width:100%;border:1px solid #ccc}video{height:360px;background:#000}figure{display:inline-block;margin:.4em;vertical-align:top}
 figcaption{font-size:.85em}img.strip{height:220px}img.plot{width:560px}pre{background:#f4f4f4;padding:.6em;overflow-x:auto;font-size:.8em}
-td,th{padding:.2em .6em;text-align:left}.note{color:#666;font-size:.9em}
-.warning{background:#fff3cd;border:1px solid #e0c060;padding:.5em}"""
+td,th{padding:.2em .6em;text-align:left}.note{color:#666;font-size:.9em}"""
 
 
 def section(title, body):
@@ -324,8 +323,10 @@ def write_report(out_dir, manifest):
                  f"({'a walk around: --unbounded --fast' if plan.get('walk_around') else 'forward-facing: NDC rays'}); "
                  f"trained at {'x'.join(map(str, plan.get('img_wh', [])))} for {plan.get('train_seconds', 0) / 60:.1f} "
                  "minutes.</p>")
-    if stages.get("poses", {}).get("warning"):
-        parts.append(f"<p class='warning' id='poses-warning'><b>Poses:</b> {esc(stages['poses']['warning'])}</p>")
+    poses = stages.get("poses", {})
+    if poses.get("strategy"):
+        parts.append(f"<p id='poses-strategy'>Poses: structure from motion with {esc(poses['strategy'])}"
+                     + (f" ({esc(poses['strategies'])})" if poses.get("strategies") else "") + ".</p>")
 
     metrics, rows = heldout_strips(out_dir, hparams)
     figs = "".join(f"<figure><img class='strip' src='{data_uri(jpg, 'image/jpeg')}' alt='held-out view {esc(n)}'>"

@@ -43,7 +43,7 @@ from datasets.image_utils import list_images
 from pipeline.budget import (MIN_TRAIN_SECONDS, SFM_LONG_SIDE, VAL_STEPS, after_training_seconds, fmt_time,
                              mesh_size, on_gpu, sfm_seconds, smallest_minutes, training_wh)
 from pipeline.inputs import check_out_dir, describe_input, write_manifest
-from process_data.colmap_sfm import recommended_training
+from process_data.colmap_sfm import SFM_LOG, recommended_training, summarize_tries
 from utils.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -111,7 +111,7 @@ class Capture:
     # -- the whole run
     def run(self):
         args = self.args
-        source = describe_input(args.input, args.num_frames, args.minutes)
+        source = describe_input(args.input, args.num_frames)
         self.check_extra()
         manifest = check_out_dir(self.out, source)
         fresh = manifest is None
@@ -215,14 +215,12 @@ class Capture:
         commands.append(command_line("imgs2poses.py", argv))
         run_main("imgs2poses.py", argv)
         info = {}
-        poses_file = os.path.join(scene_dir, "poses_bounds.npy")
-        if source["kind"] == "video" and os.path.isfile(poses_file):  # frames in order: broken poses show
-            from process_data.colmap_sfm import jump_warning
-
-            names = sorted(os.path.basename(p) for p in list_images(os.path.join(scene_dir, "images")))
-            warning = jump_warning(np.load(poses_file), names)
-            if warning:
-                info["warning"] = warning
+        log_file = os.path.join(scene_dir, SFM_LOG)  # the strategies tried (a fold is retried, not kept)
+        if os.path.isfile(log_file):
+            with open(log_file) as f:
+                sfm_log = json.load(f)
+            info["strategy"] = sfm_log["strategy"]
+            info["strategies"] = summarize_tries(sfm_log["tried"])
         self.mark("poses", commands, time.time() - t, **info)
 
     def link_photos(self, folder, scene_dir):
@@ -406,8 +404,6 @@ class Capture:
             rows.append(("mesh", self.mesh_path()))
         for what, rel in rows:
             print(f"  {what:9s}{os.path.join(out, rel)}")
-        if stages.get("poses", {}).get("warning"):  # repeated last: a foggy model's likely cause
-            print(f"warning: {stages['poses']['warning']}")
         mesh = "" if "skipped" in stages.get("mesh", {}) else f" --mesh {shlex.quote(os.path.join(out, self.mesh_path()))}"
         print(f"look around: python {os.path.join(ROOT, 'viewer.py')} --ckpt_path "
               f"{shlex.quote(os.path.join(out, CKPT))}{mesh}  (then open http://localhost:7007)")

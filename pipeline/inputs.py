@@ -5,17 +5,17 @@ import os
 import numpy as np
 
 from datasets.image_utils import common_size, list_images
-from pipeline.budget import FRAMES_PER_MINUTE, MAX_FRAMES, MIN_FRAMES
+from pipeline.budget import FRAMES_PER_SECOND, MAX_FRAMES, MIN_FRAMES
 from utils.errors import UserError
 from utils.io import write_json_atomic
 
 MANIFEST = "capture.json"
 
-def describe_input(path, num_frames, minutes):
+def describe_input(path, num_frames):
     """What the input is, checked before anything is written: ``{"kind": "video"|"photos", "path",
     "size", "frames", "wh", "num_frames"}``. UserError for a missing file, something that is neither
     a video nor a folder of photos, and too few frames or photos."""
-    from process_data.video import count_packets, probe
+    from process_data.video import count_packets, frame_rate, probe
 
     if not os.path.exists(path):
         raise UserError(f"{path} not found: give a video (mp4, mov, ...) or a folder of photos")
@@ -40,8 +40,8 @@ def describe_input(path, num_frames, minutes):
         raise UserError(f"{path} has only {frames} frame(s): a capture needs at least {MIN_FRAMES} "
                         "(film a few seconds, moving slowly around the object)")
     if num_frames is None:
-        num_frames = int(np.clip(round(FRAMES_PER_MINUTE * minutes), MIN_FRAMES, MAX_FRAMES))
-        num_frames = min(num_frames, frames)
+        fps = frame_rate(path) or 30.0  # a phone's, when the clip does not say
+        num_frames = min(int(np.clip(round(FRAMES_PER_SECOND * frames / fps), MIN_FRAMES, MAX_FRAMES)), frames)
     elif num_frames < MIN_FRAMES:
         raise UserError(f"--num_frames {num_frames} is too few: a capture needs at least {MIN_FRAMES}")
     elif num_frames > frames:

@@ -1,10 +1,15 @@
 """Camera poses from a folder of photos with pycolmap (CPU): the work behind ``imgs2poses.py``.
 
 Stages: SIFT features -> matching (exhaustive for small sets, sequential for ordered frames of a
-walk or a video) -> incremental mapping -> ``SCENE/sparse/0`` (COLMAP binary model),
-``SCENE/poses_bounds.npy`` (LLFF rows sorted by image name, near/far from the depths of the
-points each image sees) and ``SCENE/transforms.json`` + ``SCENE/sparse_pc.ply`` (nerfstudio's
-format, ``process_data.nerfstudio_json``: for nerfstudio, instant-ngp and splatting trainers).
+walk or a video) -> mapping -> ``SCENE/sparse/0`` (COLMAP binary model), ``SCENE/poses_bounds.npy``
+(LLFF rows sorted by image name, near/far from the depths of the points each image sees) and
+``SCENE/transforms.json`` + ``SCENE/sparse_pc.ply`` (nerfstudio's format,
+``process_data.nerfstudio_json``: for nerfstudio, instant-ngp and splatting trainers).
+Frames in shooting order are posed by up to five strategies (``plan_strategies``: which pairs are
+matched, which mapper). A model that folds (``turn_jumps``: a jump of 100 degrees between
+neighbouring frames where the camera turns a few degrees a frame elsewhere) is dropped, and of the
+rest the one the others agree with is kept (``pose_with_retries``). ``SCENE/sfm.json`` records
+what was tried.
 Everything is built in a work folder inside ``SCENE`` and moved into place only when it all
 succeeded, so a failure leaves the scene as it was.
 
@@ -15,6 +20,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -22,6 +28,7 @@ import numpy as np
 from datasets.colmap import model_to_poses_bounds, read_model
 from datasets.image_utils import common_size, list_images, same_aspect
 from process_data.nerfstudio_json import PLY_NAME, model_to_transforms, write_points_ply
+from process_data.pose_compare import compare_poses, model_poses
 from utils.errors import UserError
 
 EXHAUSTIVE_MAX_IMAGES = 40  # "auto" matcher: all pairs up to this many images, neighbours beyond
@@ -31,7 +38,8 @@ MIN_REGISTERED = 0.8  # below this share of registered photos the run fails; abo
 # (datasets.distortion), so the photos are used as they are
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE")
 DEFAULT_PEAK_THRESHOLD = 0.02 / 3  # SIFT's default (0.02 / octave_resolution)
-STAGED_FILES = ("poses_bounds.npy", "transforms.json", PLY_NAME)  # written beside sparse/0, all or none
+SFM_LOG = "sfm.json"  # the strategies tried and the one kept (``pose_with_retries``)
+STAGED_FILES = ("poses_bounds.npy", "transforms.json", PLY_NAME, SFM_LOG)  # written beside sparse/0, all or none
 
 
 class UnregisteredError(UserError):
@@ -41,6 +49,23 @@ class UnregisteredError(UserError):
     def __init__(self, message, missing, registered, total):
         super().__init__(message)
         self.missing, self.registered, self.total = missing, registered, total
+
+
+class FoldedError(UserError):
+    """Each strategy that registered enough photos put them on a folded path (``turn_jumps``).
+    ``tried``: the attempts as ``pose_with_retries`` lists them."""
+
+    def __init__(self, tried):
+        worst = max(tried, key=lambda t: t["registered"])
+        names = sorted({n for t in tried for a, b, _ in t["jumps"] for n in (a, b)})
+        listed = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+        super().__init__(
+            f"the camera path folds with every strategy tried ({len(tried)}: {'; '.join(t['strategy'] for t in tried)}): "
+            f"with {worst['strategy']} it jumps at {describe_jumps(worst['jumps'])}, where the camera moves a few "
+            "degrees a frame elsewhere. Look-alike views (floor tiles, a symmetric object) were matched. Nothing was "
+            f"written. Film more slowly with more texture in view, or drop the frames around the jumps ({listed}) "
+            "and run again")
+        self.tried = tried
 
 
 def check_inputs(scene_dir, overwrite):
@@ -93,15 +118,53 @@ def choose_matcher(matcher, n_images):
     return matcher
 
 
-def run_pycolmap(image_dir, names, work_dir, matcher, camera_model, single_camera, max_side, seed, log):
-    """Features, matches and incremental mapping of the images ``names`` of ``image_dir``.
+@dataclass(frozen=True)
+class Strategy:
+    """One way to pose the photos: which pairs are matched and which mapper builds the model.
 
-    Returns the pycolmap Reconstruction with the most registered images (None if none).
+    ``matcher``: ``exhaustive`` (all pairs) or ``sequential`` (each photo with its ``overlap`` next
+    ones in name order, and no others: COLMAP's default adds pairs 16, 32, 64 ... frames apart, and
+    on a walk over floor tiles or around a symmetric object those pair look-alike views and fold the
+    model, RESULTS §22). ``mapper``: ``incremental`` (COLMAP's, one image at a time) or ``global``
+    (GLOMAP's rotation and position averaging over the whole view graph, ``pycolmap.global_mapping``).
     """
+    matcher: str
+    overlap: int = SEQUENTIAL_OVERLAP
+    mapper: str = "incremental"
+
+    @property
+    def name(self):
+        pairs = "all pairs" if self.matcher == "exhaustive" else f"{self.overlap} neighbours"
+        return f"{pairs}, {self.mapper} mapper"
+
+
+# frames in shooting order: each with its next few only (no pairs far apart in time: COLMAP's default
+# adds them, and on beer's walk over floor tiles they fold the model), posed five ways; the model
+# nearest the others is kept (``pose_with_retries``). Each alone lands 1-17% of the orbit off from one
+# run to the next, or folds (RESULTS §22). Fewer neighbours pair fewer look-alike views (over 3, the
+# global mapper was the most often right on beer), and the incremental mapper decides image by
+# image, on other evidence than GLOMAP's global averaging
+ORDERED = Strategy("sequential", 3, "global")
+AGREE = 5.0  # % of the orbit: two models this close agree (good ones of beer are 1-4% apart, folds 80-100%)
+OTHER_STRATEGIES = (Strategy("sequential", 3, "incremental"), Strategy("sequential", 5, "global"),
+                    Strategy("sequential", 5, "incremental"), Strategy("sequential", SEQUENTIAL_OVERLAP, "incremental"))
+WITNESS = 0.5  # a continuous model of at least this share of the frames votes, even when it lacks the rest
+
+
+def plan_strategies(matcher, ordered):
+    """The strategies run, in order of preference. Ordered frames (whose folds ``turn_jumps`` sees):
+    ``ORDERED`` (or all pairs, when ``matcher`` asks for them) and ``OTHER_STRATEGIES``. Photos in no
+    known order: the matcher asked for, with the incremental mapper, once."""
+    if not ordered:
+        return (Strategy(matcher),)
+    first = ORDERED if matcher == "sequential" else Strategy(matcher)
+    return (first,) + tuple(s for s in OTHER_STRATEGIES if s != first)
+
+
+def extract_features(image_dir, names, db, camera_model, single_camera, max_side):
+    """SIFT features of the images ``names`` of ``image_dir`` into the COLMAP database ``db``."""
     import pycolmap
 
-    db = os.path.join(work_dir, "database.db")
-    device = pycolmap.Device.cpu
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = camera_model
     extraction = pycolmap.FeatureExtractionOptions()
@@ -109,41 +172,160 @@ def run_pycolmap(image_dir, names, work_dir, matcher, camera_model, single_camer
     extraction.sift.peak_threshold = float(np.clip(DEFAULT_PEAK_THRESHOLD * max_side / 1600, 0.002,
                                                    DEFAULT_PEAK_THRESHOLD))
     mode = pycolmap.CameraMode.SINGLE if single_camera else pycolmap.CameraMode.PER_IMAGE
-
-    t0 = time.time()
-    log("[1/3] extracting SIFT features ...")
     pycolmap.extract_features(db, image_dir, image_names=names, camera_mode=mode, reader_options=reader,
-                              extraction_options=extraction, device=device)
-    log(f"      done in {time.time() - t0:.0f} s")
+                              extraction_options=extraction, device=pycolmap.Device.cpu)
 
-    t0 = time.time()
-    log(f"[2/3] {matcher} matching ...")
-    if matcher == "exhaustive":
-        pycolmap.match_exhaustive(db, device=device)
+
+def match_and_map(strategy, db, image_dir, out, seed, log):
+    """Match the pairs of ``strategy`` in ``db`` (features extracted) and map them into ``out``.
+
+    Returns the pycolmap Reconstruction with the most registered images (None if none).
+    """
+    import pycolmap
+
+    device = pycolmap.Device.cpu
+    verification = pycolmap.TwoViewGeometryOptions()
+    verification.ransac.random_seed = seed  # every random draw seeded: the same photos, the same poses
+    if strategy.matcher == "exhaustive":
+        pycolmap.match_exhaustive(db, verification_options=verification, device=device)
     else:
         pairing = pycolmap.SequentialPairingOptions()
-        pairing.overlap = SEQUENTIAL_OVERLAP
-        pycolmap.match_sequential(db, pairing_options=pairing, device=device)
-    log(f"      done in {time.time() - t0:.0f} s")
-
-    t0 = time.time()
-    log("[3/3] incremental mapping ...")
-    options = pycolmap.IncrementalPipelineOptions()
-    options.random_seed = seed
-    out = os.path.join(work_dir, "models")
+        pairing.overlap = strategy.overlap
+        pairing.quadratic_overlap = False
+        pycolmap.match_sequential(db, pairing_options=pairing, verification_options=verification, device=device)
     os.makedirs(out)
-    count = [0]
+    if strategy.mapper == "global":
+        options = pycolmap.GlobalPipelineOptions()
+        options.random_seed = seed
+        # one thread: with more, the solvers' sums run in another order each time and the same photos
+        # can come out 1-5% of the orbit apart; on 24-71 frames one thread is no slower
+        options.num_threads = options.mapper.num_threads = 1
+        mapper = options.mapper
+        for part in (mapper, mapper.rotation_averaging, mapper.global_positioning, mapper.retriangulation):
+            part.random_seed = seed
+        models = pycolmap.global_mapping(db, image_dir, out, options=options)
+    else:
+        options = pycolmap.IncrementalPipelineOptions()
+        options.random_seed = options.mapper.random_seed = options.triangulation.random_seed = seed
+        # all threads here: on one, 8 of beer's photos (a short arc) settled on a focal 25% short with
+        # each seed tried, on more about 2 runs in 3 found the right one; runs differ slightly
+        count = [0]
 
-    def registered():
-        count[0] += 1
-        if count[0] % 10 == 0:
-            log(f"      {count[0]} images registered")
+        def registered():
+            count[0] += 1
+            if count[0] % 20 == 0:
+                log(f"      {count[0]} images registered")
 
-    models = pycolmap.incremental_mapping(db, image_dir, out, options=options, next_image_callback=registered)
-    log(f"      done in {time.time() - t0:.0f} s")
+        models = pycolmap.incremental_mapping(db, image_dir, out, options=options, next_image_callback=registered)
     if not models:
         return None
     return max(models.values(), key=lambda rec: rec.num_reg_images())
+
+
+def model_forwards(rec):
+    """The registered images' names, sorted, and their viewing directions ``(N, 3)`` (world)."""
+    poses = model_poses(rec)
+    names = sorted(poses)
+    return names, np.array([poses[n][0][2] for n in names]).reshape(-1, 3)
+
+
+def pose_distance(poses_a, poses_b):
+    """How far two models of the same frames are apart: the mean centre error, in % of the orbit's
+    radius, after a similarity fit, averaged over both directions (each is in its reference's units)."""
+    errors = [compare_poses(poses_a, poses_b), compare_poses(poses_b, poses_a)]
+    return sum(100.0 if e is None else e["centre_mean"] for e in errors) / 2
+
+
+def pose_with_retries(image_dir, names, work, matcher, ordered, camera_model, single_camera, max_side, seed, log):
+    """Pose ``names`` with the strategies of ``plan_strategies``.
+
+    Photos in no known order: the one strategy. Frames in shooting order: a model counts when it
+    registers ``MIN_REGISTERED`` of the frames along a path without a jump (``turn_jumps``). A
+    model can also fold smoothly (the right turn from frame to frame, the cameras along the wrong
+    path: 80% of the orbit off on beer's half walk) or bend (10-17%), and models that are right
+    agree with each other (``pose_distance``). When the first two (the global and the incremental
+    mapper over 3 neighbours) register the same frames and agree within ``AGREE``, the first is
+    kept. Otherwise the others run too, and of the counted models that register the most frames,
+    the one nearest the others (median distance) is kept, the earlier in the plan on a tie.
+    Continuous models of at least ``WITNESS`` of the frames vote too (on the frames they share).
+    Wrong models can agree with each other too (two incremental runs that bend alike): the vote
+    lowers the odds of a bend, it does not rule one out.
+
+    Returns ``(rec, chosen, tried)``: the model, its Strategy, and one dict per strategy tried
+    (``strategy``, ``registered``, ``jumps``: ``[(name_a, name_b, degrees)]``, ``seconds``, and for
+    counted models ``distance``: to the other or the median to the others). Raises UnregisteredError
+    when no strategy registered enough photos, FoldedError when each that did folds.
+    """
+    feats = os.path.join(work, "features.db")
+    t0 = time.time()
+    log("[1/2] extracting SIFT features ...")
+    extract_features(image_dir, names, feats, camera_model, single_camera, max_side)
+    log(f"      done in {time.time() - t0:.0f} s")
+    plan = plan_strategies(matcher, ordered)
+    tried, models, counted = [], [], []  # counted: (index in plan, model, poses) of continuous models
+    witnesses = []  # (index in plan, poses) of continuous models, complete or not, that vote
+    need = max(3, MIN_REGISTERED * len(names))
+    for k, strategy in enumerate(plan):
+        t0 = time.time()
+        log(f"[2/2] matching {strategy.name} ..." if k == 0 else f"      {strategy.name} ...")
+        db = os.path.join(work, f"strategy{k}.db")
+        shutil.copy(feats, db)
+        rec = match_and_map(strategy, db, image_dir, os.path.join(work, f"models{k}"), seed, log)
+        done, forward = model_forwards(rec) if rec is not None else ([], np.zeros((0, 3)))
+        jumps = [(done[i], done[i + 1], deg) for i, deg in turn_jumps(forward)] if ordered else []
+        tried.append({"strategy": strategy.name, "registered": len(done), "total": len(names), "jumps": jumps,
+                      "seconds": round(time.time() - t0, 1)})
+        models.append(rec)
+        verdict = f"{len(done)} of {len(names)} registered"
+        if len(done) >= need and jumps:
+            verdict += ", but the path folds at " + describe_jumps(jumps)
+        elif len(done) >= need and ordered:
+            verdict += ", a continuous path"
+        log(f"      {verdict} ({time.time() - t0:.0f} s)")
+        if len(done) >= max(3, WITNESS * len(names)) and not jumps and ordered:
+            witnesses.append((k, model_poses(rec)))
+        if len(done) >= need and not jumps:
+            if not ordered:
+                return rec, strategy, tried
+            counted.append((k, rec, witnesses[-1][1]))
+        if k == 1 and len(counted) == 2 and tried[0]["registered"] == tried[1]["registered"]:
+            distance = pose_distance(counted[0][2], counted[1][2])
+            tried[0]["distance"] = tried[1]["distance"] = round(distance, 2)
+            if distance < AGREE:  # the two preferred strategies agree: no need for the others
+                log(f"      poses by {plan[0].name} ({plan[1].name} agrees within {distance:.1f}% of the orbit)")
+                return counted[0][1], plan[0], tried
+    if counted:
+        for c in counted:
+            others = [pose_distance(c[2], w[1]) for w in witnesses if w[0] != c[0]]
+            tried[c[0]]["distance"] = round(float(np.median(others)), 2) if others else None
+        most = max(tried[c[0]]["registered"] for c in counted)
+        # a tie (two complete models, the voters split) goes to the strategy preferred in the plan
+        k, rec, _ = min((c for c in counted if tried[c[0]]["registered"] >= 0.98 * most),
+                        key=lambda c: (tried[c[0]]["distance"] or 0.0, c[0]))
+        folded = sum(1 for t in tried if t["jumps"])
+        log(f"      poses by {plan[k].name}" + (f": of {len(counted)} complete continuous models, the nearest the others "
+                                                f"({tried[k]['distance']:.1f}% of the orbit)" if len(counted) > 1 else "")
+            + (f"; {folded} folded" if folded else ""))
+        return rec, plan[k], tried
+    best = max(range(len(tried)), key=lambda i: tried[i]["registered"])
+    if tried[best]["registered"] >= need:  # enough registered each time, but along a folded path
+        raise FoldedError(tried)
+    missing = [n for n in names if models[best] is None or n not in set(model_forwards(models[best])[0])]
+    listed = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+    hint = "" if matcher == "exhaustive" else ", or --matcher exhaustive"
+    raise UnregisteredError(f"only {tried[best]['registered']} of {len(names)} images registered; not registered: "
+                            f"{listed}. Remove them from images/ (or add photos that overlap them) and run again"
+                            f"{hint}; a smaller --downscale also helps", missing, tried[best]["registered"], len(names))
+
+
+def summarize_tries(tried):
+    """One line on the strategies ``pose_with_retries`` ran (the ``tried`` of ``SFM_LOG``)."""
+    def one(t):
+        if t["jumps"]:
+            return f"{t['strategy']}: folded at {describe_jumps(t['jumps'], most=1)}"
+        return f"{t['strategy']}: {t['registered']}/{t['total']} registered" + \
+            (f", {t['distance']:.1f}% of the orbit from the others" if t.get("distance") is not None else "")
+    return f"{len(tried)} way{'s' if len(tried) > 1 else ''} run: " + "; ".join(one(t) for t in tried)
 
 
 def rescale_model(rec, full_size, small_size):
@@ -172,13 +354,15 @@ def imgs2poses(scene_dir, matcher="auto", downscale=1.0, overwrite=False, camera
         overwrite: replace existing ``sparse/0`` and ``poses_bounds.npy``.
         camera_model, single_camera: COLMAP camera model (its distortion is kept: the loader
             casts rays through it), and one camera shared by all photos.
-        seed: random seed of the mapper (runs are repeatable).
+        seed: random seed of the mappers (runs are repeatable).
         ordered: the names are in shooting order (frames of a video; None: when matching is
-            sequential), so a jump between neighbours' poses is warned about (``pose_jumps``).
+            sequential). A fold of their path (``turn_jumps``) is then seen, and the other
+            strategies of ``plan_strategies`` are tried until one poses them without it.
     Returns:
         ``poses_bounds`` ``(N_registered, 17)``. Raises UserError (leaving the scene untouched)
-        for bad input and when fewer than ``MIN_REGISTERED`` of the photos register. When some
-        do not, only ``sparse/0`` is written (the loader skips the photos it lacks).
+        for bad input, when fewer than ``MIN_REGISTERED`` of the photos register, and when every
+        strategy folds (FoldedError). When some photos do not register, only ``sparse/0`` is written
+        (the loader skips the photos it lacks). ``SCENE/sfm.json`` says which strategies ran.
     """
     import pycolmap
 
@@ -186,8 +370,10 @@ def imgs2poses(scene_dir, matcher="auto", downscale=1.0, overwrite=False, camera
         raise UserError(f"--downscale must be >= 1, got {downscale}")
     names, size = check_inputs(scene_dir, overwrite)
     matcher = choose_matcher(matcher, len(names))
+    ordered = matcher == "sequential" if ordered is None else ordered
     pycolmap.logging.minloglevel = 0 if verbose else 2  # COLMAP's own log: errors only unless --verbose
     work = tempfile.mkdtemp(prefix=".imgs2poses-", dir=scene_dir)
+    t_start = time.time()
     try:
         image_dir, sfm_size = os.path.join(scene_dir, "images"), size
         if downscale > 1:
@@ -195,15 +381,11 @@ def imgs2poses(scene_dir, matcher="auto", downscale=1.0, overwrite=False, camera
             sfm_size = write_downscaled(scene_dir, names, size, downscale, image_dir)
         log(f"{len(names)} images of {size[0]}x{size[1]}"
             + (f", SfM on copies of {sfm_size[0]}x{sfm_size[1]}" if downscale > 1 else ""))
-        rec = run_pycolmap(image_dir, names, work, matcher, camera_model, single_camera, max(sfm_size), seed, log)
-        done = set() if rec is None else {im.name for im in rec.images.values() if im.has_pose}
+        rec, chosen, tried = pose_with_retries(image_dir, names, work, matcher, ordered, camera_model, single_camera,
+                                               max(sfm_size), seed, log)
+        done = set(model_forwards(rec)[0])
         missing = [n for n in names if n not in done]
         listed = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-        if missing and len(done) < max(3, MIN_REGISTERED * len(names)):
-            hint = "" if matcher == "exhaustive" else ", or --matcher exhaustive"
-            raise UnregisteredError(f"only {len(done)} of {len(names)} images registered; not registered: {listed}. "
-                                    "Remove them from images/ (or add photos that overlap them) and run again"
-                                    f"{hint}; a smaller --downscale also helps", missing, len(done), len(names))
         if downscale > 1:
             rescale_model(rec, size, sfm_size)
         staged = os.path.join(work, "sparse", "0")
@@ -216,6 +398,9 @@ def imgs2poses(scene_dir, matcher="auto", downscale=1.0, overwrite=False, camera
         with open(os.path.join(work, "transforms.json"), "w") as f:  # lists the registered images only
             json.dump(model_to_transforms(cameras, images), f, indent=1)
         write_points_ply(os.path.join(work, PLY_NAME), points)
+        with open(os.path.join(work, SFM_LOG), "w") as f:
+            json.dump({"strategy": chosen.name, "ordered": ordered, "tried": tried,
+                       "seconds": round(time.time() - t_start, 1)}, f, indent=1)
         move_into_place(work, scene_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -228,11 +413,6 @@ def imgs2poses(scene_dir, matcher="auto", downscale=1.0, overwrite=False, camera
         log(f"wrote {sparse}, {os.path.join(scene_dir, 'poses_bounds.npy')} and transforms.json "
             f"({len(names)} images, {rec.num_points3D()} points)")
     log(training_hint(scene_dir, poses_bounds, size))
-    if (matcher == "sequential" if ordered is None else ordered):
-        registered = sorted(done)  # poses_bounds rows follow the registered names' order
-        warning = jump_warning(poses_bounds, registered)
-        if warning:
-            log(f"warning: {warning}")
     return poses_bounds
 
 
@@ -241,8 +421,11 @@ def orbit_coverage(poses_bounds):
     for a forward-facing capture, 360 for a walk around an object. ``poses_bounds``: ``(N, 17)`` LLFF
     rows (columns down, right, back)."""
     llff = poses_bounds[:, :15].reshape(-1, 3, 5)
-    forward = -llff[:, :, 2]  # (N, 3) viewing directions
-    up = -llff[:, :, 0].mean(0)  # the mean "up" of the cameras
+    return turn_about(-llff[:, :, 2], -llff[:, :, 0].mean(0))
+
+
+def turn_about(forward, up):
+    """``orbit_coverage`` of viewing directions ``forward`` ``(N, 3)`` about the axis ``up`` ``(3,)``."""
     up = up / max(np.linalg.norm(up), 1e-12)
     flat = forward - (forward @ up)[:, None] * up
     keep = np.linalg.norm(flat, axis=1) > 1e-6
@@ -259,7 +442,7 @@ WALK_AROUND_DEGREES = 120  # cameras turning more than this about the object: a 
 JUMP_MIN_DEGREES, JUMP_FACTOR = 30.0, 5.0  # a turn between neighbouring frames past both: poses broken
 
 
-def pose_jumps(poses_bounds, min_degrees=JUMP_MIN_DEGREES, factor=JUMP_FACTOR):
+def turn_jumps(forward, min_degrees=JUMP_MIN_DEGREES, factor=JUMP_FACTOR):
     """Where the poses of ordered frames (a video, a walk in shooting order) break: neighbours whose
     viewing directions differ by more than ``min_degrees`` and ``factor`` times the median turn
     between neighbours. A hand-held camera turns a few degrees from one frame to the next; a jump
@@ -267,30 +450,27 @@ def pose_jumps(poses_bounds, min_degrees=JUMP_MIN_DEGREES, factor=JUMP_FACTOR):
     tiles, a symmetric object) and the model folded, which a NeRF shows as fog and ghosts.
 
     Args:
-        poses_bounds: ``(N, 17)`` LLFF rows in frame order (columns down, right, back).
+        forward: ``(N, 3)`` viewing directions in frame order (any length, any frame).
     Returns:
         list of ``(i, degrees)``: frames ``i`` and ``i + 1`` are that far apart, largest first.
     """
-    forward = -poses_bounds[:, :15].reshape(-1, 3, 5)[:, :, 2]
-    forward = forward / np.linalg.norm(forward, axis=1, keepdims=True)
     if len(forward) < 3:
         return []
+    forward = forward / np.linalg.norm(forward, axis=1, keepdims=True)
     turn = np.degrees(np.arccos(np.clip((forward[1:] * forward[:-1]).sum(1), -1.0, 1.0)))  # (N - 1,)
     limit = max(min_degrees, factor * float(np.median(turn)))
     return sorted(((int(i), float(turn[i])) for i in np.nonzero(turn > limit)[0]), key=lambda j: -j[1])
 
 
-def jump_warning(poses_bounds, names):
-    """The warning (without a "warning: " prefix) naming the frames where the poses break
-    (``pose_jumps``), or None."""
-    jumps = pose_jumps(poses_bounds)
-    if not jumps:
-        return None
-    where = ", ".join(f"{names[i]} -> {names[i + 1]} ({deg:.0f} degrees)" for i, deg in jumps[:3])
-    return (f"the poses jump between neighbouring frames at {where}" + (" ..." if len(jumps) > 3 else "")
-            + "; the camera moves a few degrees per frame elsewhere. Structure from motion probably matched "
-            "look-alike views (floor tiles, a symmetric object) and these poses are wrong: the model will be "
-            "foggy. Try the other --matcher, or a clip with a slower walk and more texture in view")
+def pose_jumps(poses_bounds, **limits):
+    """``turn_jumps`` of ``(N, 17)`` LLFF rows in frame order (columns down, right, back)."""
+    return turn_jumps(-poses_bounds[:, :15].reshape(-1, 3, 5)[:, :, 2], **limits)
+
+
+def describe_jumps(jumps, most=3):
+    """``"a -> b (159 degrees), ..."`` for ``[(name_a, name_b, degrees)]``, largest first."""
+    return ", ".join(f"{a} -> {b} ({deg:.0f} degrees)" for a, b, deg in jumps[:most]) + \
+        (" ..." if len(jumps) > most else "")
 
 
 def aspect_wh(size, width):

@@ -110,6 +110,15 @@ def probe(video):
     return (int(size.group(1)), int(size.group(2))), parse_rotation(stream)
 
 
+def frame_rate(video):
+    """Frames per second of the clip's first video stream (ffmpeg's ``N fps``), or None if not stated."""
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", video], capture_output=True,
+                          text=True, errors="replace")
+    stream = first_video_stream(proc.stderr)
+    match = re.search(r"([\d.]+) fps", stream[0]) if stream else None
+    return float(match.group(1)) if match and float(match.group(1)) > 0 else None
+
+
 def count_packets(video):
     """Frames in the first video stream as stored (a stream copy, no decoding: fast); None if unknown.
     Only for the progress bar and an early check: the decoded count is the one relied on."""

@@ -227,3 +227,22 @@ def test_detail_quality_needs_something_to_score(tmp_path):
     proc = run_script("benchmarks/detail_quality.py", "--view_wh", 32, 32, "--out", tmp_path / "x", check=False)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
     assert "give --ckpt_path" in proc.stderr and not (tmp_path / "x").exists()
+
+
+def test_pose_quality_rows_for_each_strategy_and_the_flow(beer_dir, tmp_path):
+    out = tmp_path / "rows.json"
+    proc = run_script("benchmarks/pose_quality.py", "--inputs", "half", "--half", 30, "--out", out)
+    rows = json.loads(out.read_text())
+    strategies = [r["strategy"] for r in rows]
+    assert strategies[0] == "all pairs, incremental mapper" and len(rows) == 7, strategies  # 6 strategies, the flow
+    flow = rows[-1]
+    assert flow["strategy"].startswith("**imgs2poses: ") and flow["frames"] == 24 and flow["registered"] >= 20
+    assert flow["folds"] == 0 and flow["centre_mean"] < 10 and flow["rotation_median"] < 5, flow  # it kept no fold
+    assert proc.stdout.count("| clip of 30 photos, 24 frames |") == 7
+
+
+def test_pose_quality_needs_a_reference_model(tmp_path):
+    (tmp_path / "images").mkdir()
+    proc = run_script("benchmarks/pose_quality.py", "--scene", tmp_path, "--out", tmp_path / "rows.json", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "sparse/0 is missing" in proc.stderr
+    assert not (tmp_path / "rows.json").exists()

@@ -141,8 +141,8 @@ def test_capture_resumes_after_kill_and_reports(captured):
     assert "results/path/beer.mp4" in links.links and "results/path/beer.gif" in links.links
     for stage in ("imgs2poses.py", "train.py", "eval.py", "extract_mesh.py"):
         assert stage in page, stage
-    warned = manifest["stages"]["poses"].get("warning")  # broken poses (pose_jumps) are said on the page
-    assert ("id='poses-warning'" in page) == bool(warned) and (not warned or "warning: " + warned in stdout)
+    strategy = manifest["stages"]["poses"]["strategy"]  # the way SfM posed the frames is said on the page
+    assert strategy.endswith("mapper") and f"structure from motion with {strategy}" in page
 
 
 def trained_steps(out):
@@ -289,10 +289,13 @@ def test_bad_input_is_refused_in_one_line(beer_dir, walk_clip, tmp_path):
 
 
 def test_unregistered_frames_stop_after_poses(beer_dir, tmp_path):
-    """Frames too far apart to register (a 180x320 clip): named in the one line, nothing left."""
+    """Frames that cannot register (10 of noise before 10 of beer, 180x320): named in the one line,
+    nothing left."""
     pytest.importorskip("pycolmap")
-    clip = write_clip(tmp_path / "sparse.mp4", [stored_as(f, -90) for f in
-                                                 beer_frames(beer_dir, range(20, 40), size=(180, 320))], -90)
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(0, 255, (320, 180, 3), dtype=np.uint8) for _ in range(10)]
+    frames = noise + list(beer_frames(beer_dir, range(20, 30), size=(180, 320)))
+    clip = write_clip(tmp_path / "sparse.mp4", [stored_as(f, -90) for f in frames], -90)
     out = tmp_path / "cap"
     line = refused(clip, "--out", out, "--num_frames", 20, "--minutes", 5, out=out)
     assert "frames registered; not registered: frame_00001.jpg" in line
@@ -412,3 +415,27 @@ def test_move_into_place_swaps_the_model_by_renames(tmp_path):
     assert os.listdir(scene / "sparse" / "0") == ["new.bin"]
     assert np.load(scene / "poses_bounds.npy").shape == (3, 17)
     assert os.listdir(work / "replaced_sparse0") == ["old.bin"]  # set aside, removed with the work folder
+
+
+def test_frames_for_the_poses_follow_the_clip_not_the_minutes(tmp_path):
+    """A 6-second clip gives 60 frames to pose whatever --minutes is (24 frames, 15 degrees apart, did
+    not register at --minutes 6); a 2-second one its 20; a long one 150; --num_frames still decides."""
+    from benchmarks.make_clip import write_clip as clip_at
+
+    from pipeline.budget import MAX_FRAMES
+    from pipeline.inputs import describe_input
+    from process_data.video import frame_rate
+
+    def write_clip(path, frames, fps):
+        return clip_at(path, frames, fps=fps, quality=5)
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(72)]
+    six = write_clip(tmp_path / "six.mp4", frames, fps=12.0)
+    assert frame_rate(str(six)) == pytest.approx(12.0)
+    assert describe_input(str(six), None)["num_frames"] == 60
+    assert describe_input(str(six), 30)["num_frames"] == 30
+    two = write_clip(tmp_path / "two.mp4", frames[:20], fps=10.0)
+    assert describe_input(str(two), None)["num_frames"] == 20
+    long = write_clip(tmp_path / "long.mp4", frames * 4, fps=1.0)  # 288 s
+    assert describe_input(str(long), None)["num_frames"] == MAX_FRAMES

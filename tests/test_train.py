@@ -215,3 +215,15 @@ def test_max_time_formats_and_cpu_preset():
     assert (h.batch_size, h.hash_max_res) == (2048, 1024)  # typed flags win here too
     h = get_opts(["--root_dir", "scene", "--fast", "--num_gpus", "0", "--unbounded", "--hash_max_res", "512"])
     assert (h.hash_max_res, h.hash_log2_size) == (512, 17)
+
+
+def test_the_fast_presets_steps_not_the_epochs_set_the_length():
+    """The fast path's --max_steps (with --max_time) alone sets how long it trains: 16 epochs of a small
+    capture are fewer steps than its minutes allow, and stopped a capture.py budget early."""
+    from train import build_trainer
+
+    fast = get_opts(["--root_dir", "scene", "--fast", "--num_gpus", "0", "--max_time", "10"])
+    trainer = build_trainer(fast, steps_per_epoch=50)
+    assert fast.max_steps > 0 and trainer.max_epochs == -1 and trainer.max_steps == fast.max_steps
+    vanilla = get_opts(["--root_dir", "scene", "--num_gpus", "0", "--num_epochs", "3"])
+    assert vanilla.max_steps <= 0 and build_trainer(vanilla, steps_per_epoch=50).max_epochs == 3
