@@ -1,15 +1,17 @@
 """From a phone video (or a folder of photos) to a model, a circle video, a mesh and a report, in one command.
 
     python capture.py clip.mp4 --out captures/NAME --minutes 15
-    python capture.py PHOTO_FOLDER --out captures/NAME [--minutes 15] [--img_wh 68 120] [--num_frames 60]
+    python capture.py PHOTO_FOLDER --out captures/NAME [--minutes 15] [--view_size 360 640] [--img_wh 68 120]
 
 Stages: frames (or photos) and their poses (imgs2poses.py) -> training (train.py, what imgs2poses
-recommends: --unbounded --fast for a walk around, NDC rays for a forward-facing capture, at the size
-the budget allows) -> every 8th frame, held out of training, scored (eval.py --split test) -> the
-circle video (eval.py --split path) -> a mesh (extract_mesh.py) -> OUT/report.html. The whole run
-fits in about --minutes. Run the same command again after an interruption: the stages already done
-are skipped and training resumes from its last checkpoint. Options capture.py does not know go to
-train.py (e.g. --appearance_dim 8). The stages live in pipeline/capture.py, the report in export/report.py.
+recommends: --unbounded --fast for a walk around, NDC rays for a forward-facing capture; a walk
+around at the view size on the CPU, else at the size the budget allows) -> every 8th frame, held out
+of training, scored at the view size, half the frames' by default, and at the thumbnail size the
+budget allows (eval.py --split test) -> the circle video (eval.py --split path) -> a mesh
+(extract_mesh.py) -> OUT/report.html. The whole run fits in about --minutes. Run the same command
+again after an interruption: the stages already done are skipped and training resumes from its last
+checkpoint. Options capture.py does not know go to train.py (e.g. --appearance_dim 8).
+The stages live in pipeline/capture.py, the report in export/report.py.
 """
 import argparse
 
@@ -28,7 +30,11 @@ def get_parser():
     parser.add_argument("--minutes", type=float, default=15.0,
                         help="time for the whole run, poses to report (training gets what the other stages leave)")
     parser.add_argument("--img_wh", type=int, nargs=2, metavar=("W", "H"), default=None,
-                        help="training size (default: from the budget and the device, the frames' aspect kept)")
+                        help="training size (default: the view size for a walk around on the CPU, else from the "
+                             "budget and the device; the frames' aspect kept)")
+    parser.add_argument("--view_size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                        help="the size the held-out views are scored and shown at, and the video's (default: half "
+                             "the frames' size, smaller when --minutes cannot render it; the frames' aspect)")
     parser.add_argument("--num_frames", type=int, default=None,
                         help="frames taken from a video for the poses, all trained on (default: 10 per second of "
                              "clip, 10 to 150)")

@@ -7,7 +7,7 @@
 writes ``results/{dataset_name}/{scene_name}/{split}/`` (a path JSON: ``.../{json stem}/``), so that
 runs of different splits never touch each other's files: ``NNN.png`` frames in the split's order,
 ``{scene_name}.gif`` / ``.mp4``, ``depth/NNN.pfm`` with ``{scene_name}_depth.gif`` / ``.mp4``
-(one colour scale for all frames), ``metrics.json`` (PSNR/SSIM, when the split has ground truth)
+(one colour scale for all frames), ``metrics.json`` (PSNR, SSIM, GMSD, when the split has ground truth)
 and ``render_info.json``. Model and scene flags not typed come from the checkpoint.
 """
 import json
@@ -27,7 +27,7 @@ from models import load_model
 from models.camera_opt import align_views
 from models.rendering import eval_render_kwargs, render_chunked
 # metrics
-from metrics import psnr, ssim
+from metrics import image_scores
 # options, output
 from opt import check_opts, get_parser, parse_args
 from utils.device import pick_device
@@ -169,7 +169,7 @@ def render_all(fields, ds, h, device, tmp):
             if ds.rgbs is not None:  # metrics on the device: SSIM of a 4K frame is slow on a CPU
                 pred, gt = rgb.to(device), ds.rgbs[i].view_as(rgb).to(device)
                 per_view.append({"index": i, "image": ds.image_names[i] if ds.image_names else None,
-                                 "psnr": psnr(pred, gt).item(), "ssim": ssim(pred, gt).item()})
+                                 **image_scores(pred, gt)})
     return per_view, vrange
 
 
@@ -183,7 +183,8 @@ def write_summary(tmp, h, ds, per_view, vrange, cameras=None):
         return None
     metrics = {"split": h.split, "n_views": len(per_view), **({"cameras": cameras} if cameras else {}),
                "psnr": float(np.mean([v["psnr"] for v in per_view])),
-               "ssim": float(np.mean([v["ssim"] for v in per_view])), "per_view": per_view}
+               "ssim": float(np.mean([v["ssim"] for v in per_view])),
+               "gmsd": float(np.mean([v["gmsd"] for v in per_view])), "per_view": per_view}
     with open(os.path.join(tmp, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
     return metrics
@@ -220,8 +221,8 @@ def main(argv=None):
         per_view, vrange = render_all(fields, ds, h, device, tmp)
         metrics = write_summary(tmp, h, ds, per_view, vrange, cameras)
     if metrics:
-        print(f"{h.split}: mean PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} "
-              f"over {metrics['n_views']} views")
+        print(f"{h.split}: mean PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}, GMSD "
+              f"{metrics['gmsd']:.4f} over {metrics['n_views']} views at {ds.img_wh[0]}x{ds.img_wh[1]}")
     print(f"results in {h.out_dir}")
 
 

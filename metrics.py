@@ -49,6 +49,11 @@ def gmsd(pred, gt, c=170 / 255 ** 2):
     return gms.std(unbiased=False)
 
 
+def image_scores(pred, gt):
+    """``{"psnr", "ssim", "gmsd"}`` (floats) of ``pred`` against ``gt``, both ``(H, W, 3)`` in [0, 1]."""
+    return {"psnr": psnr(pred, gt).item(), "ssim": ssim(pred, gt).item(), "gmsd": gmsd(pred, gt).item()}
+
+
 def sample_mesh_surface(vertices, triangles, n, seed=0):
     """``n`` points ``(n, 3)`` spread evenly by area over a triangle mesh (``vertices`` ``(V, 3)``,
     ``triangles`` ``(T, 3)``), so meshes with different vertex densities compare fairly."""

@@ -17,7 +17,6 @@ Prints one JSON line per method (means over the views, and each view's scores) a
 ``--out``/crops.png: for the views with the most edges, a crop of a third of the frame around the
 photo's sharpest region, photo | render | thumbnail, at the view size, pixel for pixel. Issue 30.
 """
-import argparse
 import json
 import os
 import sys
@@ -27,35 +26,14 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from datasets import make_dataset  # noqa: E402
 from eval import get_eval_parser, render_view  # noqa: E402
-from metrics import gmsd, psnr, ssim  # noqa: E402
+from metrics import image_scores  # noqa: E402
 from models import load_model  # noqa: E402
 from opt import check_opts, parse_args  # noqa: E402
 from utils.errors import UserError, cli_main  # noqa: E402
-from utils.visualization import to_uint8  # noqa: E402
-
-
-def scores(pred, gt):
-    return {"psnr": psnr(pred, gt).item(), "ssim": ssim(pred, gt).item(), "gmsd": gmsd(pred, gt).item()}
-
-
-def upscale(img, wh):
-    """``(h, w, 3)`` -> ``(H, W, 3)`` with ``wh = (W, H)``, bicubic, clamped to [0, 1]."""
-    t = img.permute(2, 0, 1)[None]
-    return F.interpolate(t, size=(wh[1], wh[0]), mode="bicubic", align_corners=False).clamp(0, 1)[0].permute(1, 2, 0)
-
-
-def sharpest_crop(photo, size):
-    """(top, left) of the ``size`` x ``size`` window of ``photo`` ``(H, W, 3)`` with the most edge energy."""
-    g = photo.mean(-1)
-    mag = (g[1:, :-1] - g[:-1, :-1]).abs() + (g[:-1, 1:] - g[:-1, :-1]).abs()
-    energy = F.avg_pool2d(mag[None, None], size, stride=max(1, size // 4))[0, 0]
-    r, c = divmod(int(energy.argmax()), energy.shape[1])
-    s = max(1, size // 4)
-    return min(r * s, photo.shape[0] - size), min(c * s, photo.shape[1] - size)
+from utils.visualization import sharpest_crop, to_uint8, upscale  # noqa: E402
 
 
 def main(argv=None):
@@ -94,7 +72,7 @@ def main(argv=None):
         methods["thumbnail"] = [upscale(small.rgbs[i].view(hh, w, 3), (W, H)) for i in range(len(photos))]
     results = {}
     for name, images in methods.items():
-        per_view = [scores(img, photo) for img, photo in zip(images, photos)]
+        per_view = [image_scores(img, photo) for img, photo in zip(images, photos)]
         mean = {k: float(np.mean([v[k] for v in per_view])) for k in per_view[0]}
         results[name] = {"method": name, "view_wh": [W, H], "split": h.split, "views": len(per_view),
                          **{k: round(v, 4) for k, v in mean.items()},

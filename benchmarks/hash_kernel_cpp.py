@@ -53,7 +53,7 @@ def main(argv=None):
         enc.table.uniform_(-1, 1)
     x = torch.rand(a.points, 3) * 4 - 2
     u = enc.normalize(x).contiguous()
-    table, dense, rows = enc.table.detach(), enc.dense.to(torch.uint8), enc.table.shape[0]
+    table, dense, rows = enc.table.detach(), enc.dense, enc.table.shape[0]
     grad = torch.randn(a.points, enc.out_channels)
     levels = (enc.res, enc.offsets, dense, enc.table_size)
 

@@ -99,7 +99,7 @@ def make_inputs(a, work):
 
 def row(label, strategy, rec, names, rename, reference, seconds):
     poses = model_poses(rec) if rec is not None else {}
-    done, forward = model_forwards(rec) if rec is not None else ([], np.zeros((0, 3)))
+    done, forward = model_forwards(poses)
     jumps = turn_jumps(forward)
     turns = np.degrees(np.arccos(np.clip((forward[1:] * forward[:-1]).sum(1), -1, 1))) if len(done) > 1 else [0]
     err = compare_poses({rename.get(n, n): p for n, p in poses.items()}, reference) or {}

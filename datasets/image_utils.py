@@ -44,8 +44,8 @@ def same_aspect(wh, wh0):
     return abs((wh[0] / wh[1]) / (wh0[0] / wh0[1]) - 1) <= ASPECT_TOLERANCE
 
 
-def check_img_wh(img_wh, image_wh):
-    """UserError unless ``--img_wh`` (W, H) keeps the aspect ratio of images of size ``image_wh``.
+def check_img_wh(img_wh, image_wh, flag="--img_wh"):
+    """UserError unless ``flag`` (W, H) keeps the aspect ratio of images of size ``image_wh``.
 
     The message names a size that keeps it: the width asked for with its height when one exists,
     else the nearest width that has one (tiny sizes can have none within the tolerance).
@@ -57,8 +57,8 @@ def check_img_wh(img_wh, image_wh):
     fits = lambda w: (w, max(1, round(w * h0 / w0)))  # noqa: E731
     suggest = next((fits(w) for d in range(0, 10 * W + 200) for w in (W + d, W - d)
                     if w > 0 and same_aspect(fits(w), image_wh)), (w0, h0))
-    raise UserError(f"--img_wh {W} {H} does not keep the aspect ratio of the {w0}x{h0} images: "
-                    f"use --img_wh {suggest[0]} {suggest[1]} (width height)")
+    raise UserError(f"{flag} {W} {H} does not keep the aspect ratio of the {w0}x{h0} images: "
+                    f"use {flag} {suggest[0]} {suggest[1]} (width height)")
 
 
 def read_image(path, img_wh, white_back=False):

@@ -1,7 +1,8 @@
 """``report.html`` of a capture (``capture.py``): one file, its pictures inside it.
 
 Every picture the page shows is embedded as a base64 ``data:`` URI, so the page alone can be mailed
-or attached: the held-out views as ground truth | render | depth with their PSNR, the mean, the PSNR
+or attached: the held-out views as ground truth | render | depth with their PSNR, the mean, crops at
+the view size beside the training-size photos scaled up (with SSIM and GMSD), the PSNR
 of the few validation views (``--val_num``) against training time (from the TensorBoard events in
 ``logs/``), the circle video's first frame, pictures of the mesh from two held-out cameras, the
 cameras seen from above, and the commands that reproduce each stage. Only the circle video (mp4, and
@@ -15,6 +16,7 @@ import html
 import io
 import json
 import os
+import shlex
 import shutil
 from argparse import Namespace
 
@@ -107,6 +109,52 @@ def heldout_strips(out_dir, hparams):
             strip = cv2.resize(strip, (strip.shape[1] * scale, strip.shape[0] * scale), interpolation=cv2.INTER_CUBIC)
         rows.append((encoded_image(strip, ".jpg"), view["image"], view["psnr"], view["ssim"]))
     return metrics, rows
+
+
+# ---------------------------------------------------------------- detail at the view size
+
+
+CROP_VIEWS = 3  # held-out views in the detail picture: those with the most edges
+
+
+def detail_crops(out_dir, plan):
+    """Detail at the view size: for the held-out views with the most edges, a crop of a third of the
+    frame around the photo's sharpest region, photo | render | the photo at the thumbnail size (the
+    plan's ``thumbnail_wh``, what the budget would train at) scaled up: the "perfect thumbnail" a model
+    of that size can at best match, pixel for pixel.
+
+    Returns ``(png bytes, thumbnail)``, ``thumbnail`` the mean ``{"psnr", "ssim", "gmsd"}`` of the
+    scaled-up photos over every held-out view; None for a capture scored at one size only."""
+    import torch
+
+    from datasets.image_utils import read_image
+    from metrics import image_scores
+    from utils.visualization import sharpest_crop, to_uint8, upscale
+
+    test = os.path.join(out_dir, "results", "test")
+    view_wh, train_wh = plan.get("view_wh"), plan.get("thumbnail_wh", plan.get("img_wh"))
+    if not view_wh or view_wh == train_wh or not os.path.isfile(os.path.join(test, "metrics.json")):
+        return None
+    with open(os.path.join(test, "metrics.json")) as f:
+        metrics = json.load(f)
+    pngs = sorted(p for p in os.listdir(test) if p.endswith(".png"))
+    photos, renders, thumbs = [], [], []
+    for view, png in zip(metrics["per_view"], pngs):
+        path = os.path.join(out_dir, "scene", view["image"])
+        photos.append(torch.from_numpy(read_image(path, view_wh)))
+        renders.append(torch.from_numpy(read_image(os.path.join(test, png), view_wh)))
+        thumbs.append(upscale(torch.from_numpy(read_image(path, train_wh)), view_wh))
+    scores = [image_scores(t, p) for t, p in zip(thumbs, photos)]
+    thumbnail = {k: float(np.mean([v[k] for v in scores])) for k in scores[0]}
+    size = max(8, min(view_wh) // 3)
+    edges = [float((p[1:] - p[:-1]).abs().mean()) for p in photos]
+    rows = []
+    for i in sorted(range(len(photos)), key=lambda i: -edges[i])[:CROP_VIEWS]:
+        top, left = sharpest_crop(photos[i], size)
+        tiles = [to_uint8(t[top:top + size, left:left + size]) for t in (photos[i], renders[i], thumbs[i])]
+        gap = np.full((size, 4, 3), 255, np.uint8)
+        rows += [np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], 1), np.full((4, 3 * size + 8, 3), 255, np.uint8)]
+    return encoded_image(np.concatenate(rows[:-1], 0)), thumbnail
 
 
 # ---------------------------------------------------------------- PSNR against training time
@@ -304,6 +352,17 @@ figcaption{font-size:.85em}img.strip{height:220px}img.plot{width:560px}pre{backg
 td,th{padding:.2em .6em;text-align:left}.note{color:#666;font-size:.9em}"""
 
 
+def viewer_command(out, manifest):
+    """The viewer.py command line for a capture in ``out``: its model, its mesh, at most the view size wide."""
+    stages, plan = manifest["stages"], manifest["plan"].get("train", {})
+    cmd = ["python", os.path.join(manifest["repo"], "viewer.py"), "--ckpt_path", os.path.join(out, CKPT)]
+    if "mesh" in stages and "skipped" not in stages["mesh"]:
+        cmd += ["--mesh", os.path.join(out, "mesh", f"{manifest['name']}.ply")]
+    if plan.get("view_wh"):
+        cmd += ["--max_width", str(max(plan["view_wh"]))]  # the view size, either way up
+    return shlex.join(cmd)
+
+
 def section(title, body):
     return f"<h2>{html.escape(title)}</h2>\n{body}\n"
 
@@ -332,9 +391,31 @@ def write_report(out_dir, manifest):
     figs = "".join(f"<figure><img class='strip' src='{data_uri(jpg, 'image/jpeg')}' alt='held-out view {esc(n)}'>"
                    f"<figcaption>{esc(n)}: PSNR <b>{p:.2f} dB</b>, SSIM {s:.3f}</figcaption></figure>\n"
                    for jpg, n, p, s in rows)
+    held = stages.get("heldout", {})
+    size = "x".join(map(str, held.get("img_wh", plan.get("img_wh", []))))
+    small = held.get("thumbnail_size")
+    gmsd = f", GMSD {metrics['gmsd']:.3f}" if "gmsd" in metrics else ""
     parts.append(section("Held-out views", f"<p>Mean PSNR <b id='mean-psnr'>{metrics['psnr']:.2f} dB</b>, SSIM "
-                         f"{metrics['ssim']:.3f} over {metrics['n_views']} views never seen in training. Each: ground "
-                         f"truth | render | depth.</p>\n{figs}"))
+                         f"{metrics['ssim']:.3f}{gmsd} over {metrics['n_views']} views never seen in training, at "
+                         f"{size}"
+                         + (f" (at the thumbnail size, {'x'.join(map(str, small['img_wh']))}: <b id='psnr-thumbnail-size'>"
+                            f"{small['psnr']:.2f} dB</b>, SSIM {small['ssim']:.3f})" if small else "")
+                         + f". Each: ground truth | render | depth.</p>\n{figs}"))
+
+    detail = detail_crops(out_dir, plan)
+    if detail is not None:
+        png, thumb = detail
+        small_size = "x".join(map(str, plan.get("thumbnail_wh", plan["img_wh"])))
+        better = [k for k in ("ssim", "gmsd") if (metrics[k] > thumb[k] if k == "ssim" else metrics[k] < thumb[k])]
+        verdict = ("sharper than" if len(better) == 2 else "level with" if better else "blurrier than")
+        parts.append(section(f"Detail at {size}", (
+            f"<p id='detail'>At the view size the render scores SSIM <b>{metrics['ssim']:.3f}</b>, GMSD "
+            f"<b>{metrics['gmsd']:.3f}</b> (lower is sharper), PSNR {metrics['psnr']:.2f} dB; the "
+            f"{small_size} photos (the size these minutes would show each pixel many times), scaled up "
+            f"to {size}, score SSIM {thumb['ssim']:.3f}, GMSD {thumb['gmsd']:.3f}, PSNR {thumb['psnr']:.2f} dB: the "
+            f"render is <b id='detail-verdict'>{verdict}</b> a perfect {small_size} thumbnail. Crops, pixel for "
+            f"pixel: photo | render | the {small_size} photo scaled up.</p>\n"
+            f"<img src='{data_uri(png, 'image/png')}' alt='detail crops at {size}'>")))
 
     views = validation_views(hparams.get("val_num"), metrics["n_views"])
     plot = psnr_plot(out_dir, views)
@@ -376,10 +457,8 @@ def write_report(out_dir, manifest):
         lines += [f"# {stage} ({entry.get('seconds', 0):.0f} s)"] + list(entry.get("commands", []))
     parts.append(section("Commands that reproduce each stage",
                          f"<pre id='commands'>{esc(chr(10).join(lines))}</pre>"))
-    parts.append(f"<p class='note'>Look around: <code>python {esc(os.path.join(manifest['repo'], 'viewer.py'))} "
-                 f"--ckpt_path {esc(os.path.join(out_dir, CKPT))}"
-                 + ("" if "skipped" in mesh else f" --mesh {esc(os.path.join(out_dir, mesh_file))}")
-                 + "</code></p>\n</body></html>\n")
+    parts.append(f"<p class='note'>Look around: <code id='viewer'>{esc(viewer_command(out_dir, manifest))}</code></p>"
+                 "\n</body></html>\n")
     page = os.path.join(out_dir, "report.html")
     with open(page + ".partial", "w") as f:  # beside its place, then renamed: present means complete
         f.write("\n".join(parts))

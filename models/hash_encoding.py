@@ -99,7 +99,7 @@ class HashEncoding(nn.Module):
         self.register_buffer("res", torch.tensor(res, dtype=torch.float32), persistent=False)
         self.register_buffer("stride", torch.tensor(res, dtype=torch.int32) + 1, persistent=False)
         self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.int32), persistent=False)
-        self.register_buffer("dense", torch.tensor(dense), persistent=False)
+        self.register_buffer("dense", torch.tensor(dense, dtype=torch.uint8), persistent=False)  # (L,) 1: dense
         # the primes as wrapped int32 (2654435761 > 2^31): products keep the same low bits
         self.register_buffer("primes", torch.tensor([p if p < 2 ** 31 else p - 2 ** 32 for p in PRIMES],
                                                     dtype=torch.int32), persistent=False)
@@ -115,7 +115,7 @@ class HashEncoding(nn.Module):
         ext = kernels.extension() if self.n_features == 2 and kernels.applies(x, self.table) else None
         if ext is not None:  # the fused C++ loop (models/kernels.py): same values and table gradient
             return kernels.HashEncode.apply(self.normalize(x).contiguous(), self.table, ext, self.res, self.offsets,
-                                            self.dense.to(torch.uint8), self.table_size)
+                                            self.dense, self.table_size)
         return self.forward_eager(x)
 
     def forward_eager(self, x):

@@ -10,7 +10,7 @@ Built with torch's ``load_inline`` (g++ and ninja) the first time a hash-grid fi
 inside ``--max_time``. The build is cached in ``torch.utils.cpp_extension``'s folder
 (``$TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``) under a name that includes this
 CPU's model and instruction sets, so a cache shared between machines never runs code built for another
-CPU. Later runs load it in about a second. When it cannot be built (no compiler, no ninja), the run
+CPU. Later runs load it in 0.1-0.2 s. When it cannot be built (no compiler, no ninja), the run
 prints one line and goes on with the eager code, which gives the same results.
 
 Where it applies: float32 on the CPU, when the points need no gradient (camera refinement moves the
@@ -31,7 +31,6 @@ MODES = ("auto", "eager")
 # level; dense (L,) uint8; table (rows, 2) float32. Index, hash and weights as in HashEncoding.
 SOURCE = r"""#include <torch/extension.h>
 #include <ATen/Parallel.h>
-#include <omp.h>
 #include <cmath>
 #include <cstdint>
 

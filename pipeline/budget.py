@@ -20,15 +20,21 @@ SFM_LONG_SIDE = 960  # SfM runs on copies of the frames at most this long (imgs2
 SFM_SECONDS_PER_FRAME = 0.6  # at SFM_LONG_SIDE or less (60 frames of a phone clip: 25 s)
 MIN_TRAIN_SECONDS = 30  # less training than this is no capture: --minutes is refused
 STAGE_OVERHEAD = 8  # loading a checkpoint and a scene, per stage after training
-RENDER_SECONDS_PER_PIXEL = 8e-5  # a fast-path model on the CPU (held-out views, the video): ~7x a trained
-# lego model in the viewer (2.9 s per 512x512 frame), as a short training leaves more of the grid occupied
-MESH_SECONDS_PER_VOXEL = 2e-5  # density lattice, shell and colours at N_grid^3
+RENDER_SECONDS_PER_PIXEL = 4e-5  # a fast-path model on the CPU with the fused kernels (held-out views, the
+# video): beer after 3 minutes, 9 views at 360x640 in 86 s, 4.1e-5; after 9.5 minutes 3.1e-5 (held-out
+# views) and 2.3e-5 (the video's frames); SAFETY covers a shorter training
+VIEW_FRACTION = 0.5  # the view size (held-out scores, the video, the viewer): half the frames' by default ...
+HELDOUT_SHARE = 0.12  # ... capped so that the held-out views at that size take at most this share of --minutes
+VIDEO_SHARE = 0.12  # the circle video at the view size when its frames fit this share, else smaller
+MESH_SECONDS_PER_VOXEL = 6e-6  # TSDF fusion at N_grid^3 (beer at 128^3 and 16 views: 8.9 s in all)
 REPORT_SECONDS = 15
-SAFETY = 1.3  # estimates of the stages after training are multiplied by this
+SAFETY = 1.15  # estimates of the stages after training are multiplied by this
 GPU_SPEEDUP = 20  # render and mesh costs on a GPU
 PATH_FRAMES = 120  # the llff reader's path split
 CPU_LONG_SIDE_10MIN = 120  # training image's long side for 10 minutes on 2 cores (68x120 for a phone)
-VAL_STEPS = 300  # validate (and write last.ckpt) about every this many training steps (CPU)
+VAL_STEPS = 300  # validate (and write last.ckpt) about every this many training steps (CPU) ...
+VAL_SHARE = 0.05  # ... or less often, when validating at a large training size would take more of training
+STEPS_PER_SECOND = 15  # fast-path steps a second on 2 cores (beer: 11-20); only spaces the validations
 
 
 def fmt_time(seconds):
@@ -55,6 +61,40 @@ def training_wh(wh, train_seconds, gpu):
     return list(aspect_wh((W, H), round(long_side * W / max(W, H))))
 
 
+def fit_pixels(wh, pixels, floor_wh=None):
+    """``wh`` (W, H), or the largest size of its aspect ratio with at most ``pixels`` pixels; never
+    smaller than ``floor_wh`` (a size of the same aspect, e.g. the training size)."""
+    W, H = wh
+    if W * H <= pixels:
+        return [W, H]
+    width = int(W * math.sqrt(pixels / (W * H)))
+    out = list(aspect_wh((W, H), width))
+    while out[0] * out[1] > pixels and out[0] > 8:  # aspect_wh rounds up to a width that keeps the ratio
+        width -= 1
+        out = list(aspect_wh((W, H), width))
+    if floor_wh is not None and out[0] * out[1] < floor_wh[0] * floor_wh[1]:
+        return list(floor_wh)
+    return out
+
+
+def view_sizes(frames_wh, n_held, budget_seconds, train_wh, gpu, asked=None):
+    """``(view_wh, video_wh)``: the size the held-out views are scored and shown at, and the circle
+    video's. The view size is ``asked`` (``--view_size``) or half the frames', the latter capped so the
+    held-out views render within ``HELDOUT_SHARE`` of the budget; the video is at the view size when
+    its ``PATH_FRAMES`` fit ``VIDEO_SHARE``, else at the largest size that does. Neither is smaller
+    than the training size."""
+    seconds_per_pixel = RENDER_SECONDS_PER_PIXEL / (GPU_SPEEDUP if gpu else 1)
+    if asked is not None:
+        view = list(asked)
+    else:
+        half = aspect_wh(frames_wh, round(frames_wh[0] * VIEW_FRACTION))
+        view = fit_pixels(half, HELDOUT_SHARE * budget_seconds / (max(n_held, 1) * seconds_per_pixel), train_wh)
+    video = fit_pixels(view, VIDEO_SHARE * budget_seconds / (PATH_FRAMES * seconds_per_pixel), train_wh)
+    if video[0] * video[1] > view[0] * view[1]:  # a view size asked for below the training size
+        video = list(view)
+    return view, video
+
+
 def mesh_size(train_seconds, gpu):
     """(N_grid, n_views) of the mesh: finer lattices for longer (better) trainings."""
     if gpu:
@@ -62,11 +102,14 @@ def mesh_size(train_seconds, gpu):
     return (64, 8) if train_seconds < 180 else (96, 12) if train_seconds < 480 else (128, 16)
 
 
-def after_training_seconds(n_views, n_held, img_wh, walk_around, train_seconds, gpu):
-    """Estimated seconds of the stages after training (held-out views, video, mesh, report)."""
+def after_training_seconds(n_views, n_held, img_wh, walk_around, train_seconds, gpu, view_wh=None, video_wh=None):
+    """Estimated seconds of the stages after training: held-out views (at the training size and at
+    ``view_wh``), the video (at ``video_wh``), mesh, report. Sizes left out are the training size."""
     pixels = img_wh[0] * img_wh[1]
+    view_px = pixels if view_wh is None else view_wh[0] * view_wh[1]
+    video_px = pixels if video_wh is None else video_wh[0] * video_wh[1]
     speed = GPU_SPEEDUP if gpu else 1
-    render = (n_held + PATH_FRAMES) * pixels * RENDER_SECONDS_PER_PIXEL / speed
+    render = (n_held * (pixels + view_px) + PATH_FRAMES * video_px) * RENDER_SECONDS_PER_PIXEL / speed
     mesh = 0.0
     if walk_around:
         N, views = mesh_size(train_seconds, gpu)

@@ -7,8 +7,10 @@ with ``DIR`` as the working folder, and records the exact command line that repr
     poses    frames of the video (imgs2poses.py --video) or the photos, then their poses (SfM)
     train    train.py with what imgs2poses recommends (--unbounded --fast for a walk around, NDC
              rays for a forward-facing capture), at a size and for a time the budget allows
-    heldout  eval.py --split test: every 8th frame, held out of training, rendered and scored
-    video    eval.py --split path: the circle (or spiral) video
+    heldout  eval.py --split test: every 8th frame, held out of training, rendered and scored at the
+             view size (--view_size: half the frames' by default) and at the thumbnail size
+    video    eval.py --split path: the circle (or spiral) video, at the view size when the budget
+             can render it, else at the largest size it can
     mesh     extract_mesh.py --method tsdf (MESH_METHOD): the object's box found in the density
     report   DIR/report.html (export/report.py)
 
@@ -18,7 +20,9 @@ The folder ``DIR``::
                              and ``done`` (written, atomically, only once the stage's outputs are in place)
     scene/                   images/, sparse/0, poses_bounds.npy
     ckpts/capture/last.ckpt  logs/capture/version_*/ (TensorBoard)
-    results/test/  results/path/  mesh/NAME.ply  report.html (one file, its pictures inside)
+    results/test/            the held-out views at the view size (results/test_thumbnail_size/: at the
+                             size the budget would train at, whose photos scaled up are the report's bar)
+    results/path/  mesh/NAME.ply  report.html (one file, its pictures inside)
 
 The time budget (frames, training size and length, estimates of the later stages) is in
 ``pipeline/budget.py``; the input's checks and the manifest in ``pipeline/inputs.py``.
@@ -39,11 +43,13 @@ import time
 
 import numpy as np
 
-from datasets.image_utils import list_images
-from pipeline.budget import (MIN_TRAIN_SECONDS, SFM_LONG_SIDE, VAL_STEPS, after_training_seconds, fmt_time,
-                             mesh_size, on_gpu, sfm_seconds, smallest_minutes, training_wh)
+from datasets.image_utils import check_img_wh, list_images
+from export.report import viewer_command
+from pipeline.budget import (GPU_SPEEDUP, MIN_TRAIN_SECONDS, RENDER_SECONDS_PER_PIXEL, SFM_LONG_SIDE, STEPS_PER_SECOND,
+                             VAL_SHARE, VAL_STEPS, VIEW_FRACTION, after_training_seconds, fmt_time, mesh_size, on_gpu,
+                             sfm_seconds, smallest_minutes, training_wh, view_sizes)
 from pipeline.inputs import check_out_dir, describe_input, write_manifest
-from process_data.colmap_sfm import SFM_LOG, recommended_training, summarize_tries
+from process_data.colmap_sfm import SFM_LOG, aspect_wh, recommended_training, summarize_tries
 from utils.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,6 +63,7 @@ SCENE = "scene"
 # where it alone keeps the can's colours); "density" is extract_mesh.py's marching cubes on the density.
 MESH_METHOD = "tsdf"
 
+VAL_NUM = 2  # held-out views validated during training (the report's PSNR curve)
 # the tiny vanilla model of SPEC.md, for forward-facing (NDC) captures trained on the CPU
 TINY_VANILLA = ["--net_depth", "4", "--net_width", "64", "--N_samples", "32", "--N_importance", "32", "--lr", "2e-3"]
 
@@ -113,6 +120,7 @@ class Capture:
         args = self.args
         source = describe_input(args.input, args.num_frames)
         self.check_extra()
+        self.check_view_size(source["wh"])
         manifest = check_out_dir(self.out, source)
         fresh = manifest is None
         made = not os.path.exists(self.out)
@@ -126,6 +134,7 @@ class Capture:
             write_manifest(self.out, manifest)
         if args.redo:
             self.forget(args.redo)
+        self.replan_views()
         self.say(f"{source['kind']} {args.input} -> {self.out}, {args.minutes:g} minutes"
                  + ("" if fresh else " (resuming: stages already done are skipped)"))
         try:
@@ -154,12 +163,38 @@ class Capture:
             raise UserError(f"unknown option(s) {shlex.join(self.extra)}: capture.py passes unknown options to "
                             "train.py, which does not take them (see python train.py --help)") from None
 
+    def check_view_size(self, frames_wh):
+        """Refuse, before anything is written, a --view_size larger than the frames or of another shape."""
+        if self.args.view_size is None:
+            return
+        (w, h), (W, H) = self.args.view_size, frames_wh
+        if w > W or h > H or w < 16 or h < 16:
+            half = aspect_wh((W, H), round(W * VIEW_FRACTION))
+            raise UserError(f"--view_size {w} {h} is {'larger than' if w > W or h > H else 'too small for'} the "
+                            f"{W}x{H} frames: use at most --view_size {W} {H} (half: --view_size {half[0]} {half[1]})")
+        check_img_wh((w, h), (W, H), flag="--view_size")
+
+    def replan_views(self):
+        """A --view_size other than the one planned: the held-out views, video and report are made again."""
+        plan = self.manifest["plan"].get("train")
+        asked = self.args.view_size
+        if plan is None or asked is None or list(asked) == plan.get("view_wh"):
+            return
+        _, _, size = self.scene_info()
+        small = plan.get("thumbnail_wh", plan["img_wh"])
+        plan["view_wh"], plan["video_wh"] = view_sizes(size, plan["n_held_out"], self.budget, small, self.gpu, asked=asked)
+        for stage in ("heldout", "video", "report"):
+            self.manifest["stages"].pop(stage, None)
+        write_manifest(self.out, self.manifest)
+        self.say(f"--view_size {asked[0]} {asked[1]}: the held-out views, video and report are made again")
+
     def check_budget_before(self, source):
         """Refuse, before anything is written, a --minutes that cannot hold the capture."""
         sfm = sfm_seconds(source)
         wh = training_wh(source["wh"], MIN_TRAIN_SECONDS, self.gpu)
         n_held = math.ceil(source["num_frames"] / 8)
-        after = after_training_seconds(source["num_frames"], n_held, wh, True, MIN_TRAIN_SECONDS, self.gpu)
+        views = view_sizes(source["wh"], n_held, self.budget, wh, self.gpu, asked=self.args.view_size)
+        after = after_training_seconds(source["num_frames"], n_held, wh, True, MIN_TRAIN_SECONDS, self.gpu, *views)
         need = sfm + MIN_TRAIN_SECONDS + after
         if need > self.budget:
             raise UserError(f"--minutes {self.args.minutes:g} is too short for this capture ({source['num_frames']} "
@@ -255,39 +290,62 @@ class Capture:
         return recommended_training(poses_bounds, size), n, size
 
     def plan_training(self):
-        """train.py's options: the recommended flags, the size and the time the budget leaves."""
+        """train.py's options: the recommended flags, the size and the time the budget leaves.
+
+        Two sizes come from the budget: the thumbnail size, which the minutes could show each
+        training pixel many times (``training_wh``), and the view size (``view_sizes``). A walk around
+        an object trains on the CPU at the view size: at equal time it scores better there than a
+        model trained at the thumbnail size, and about as well at the thumbnail size (RESULTS §23).
+        The held-out views are scored at both, the mesh's views are rendered at the thumbnail size."""
         rec, n_views, size = self.scene_info()
         n_held = len(range(0, n_views, 8))
-        after = lambda wh, secs: after_training_seconds(n_views, n_held, wh, rec["walk_around"], secs, self.gpu)  # noqa: E731
+        asked = self.args.view_size
+
+        def after(small, secs):
+            views = view_sizes(size, n_held, self.budget, small, self.gpu, asked=asked)
+            return after_training_seconds(n_views, n_held, small, rec["walk_around"], secs, self.gpu, *views)
+
         left = self.left()
-        # the image size depends on the training time and the time after training on the size: two rounds settle it
+        # the thumbnail size depends on the training time and the time after training on the size: two rounds settle it
         train_s = left - after(training_wh(size, max(left, 1), self.gpu), left)
-        wh = self.args.img_wh or training_wh(size, train_s, self.gpu)
-        train_s = left - after(wh, train_s)
+        small = training_wh(size, train_s, self.gpu)
+        train_s = left - after(small, train_s)
         if train_s < MIN_TRAIN_SECONDS:
             used = time.time() - self.t0
-            need = used + after(wh, MIN_TRAIN_SECONDS) + MIN_TRAIN_SECONDS
+            need = used + after(small, MIN_TRAIN_SECONDS) + MIN_TRAIN_SECONDS
             raise UserError(f"--minutes {self.args.minutes:g} is too short for this capture: the poses took "
-                            f"{fmt_time(used)} and rendering, mesh and report need about {fmt_time(after(wh, 0))}, "
+                            f"{fmt_time(used)} and rendering, mesh and report need about {fmt_time(after(small, 0))}, "
                             f"leaving under {MIN_TRAIN_SECONDS} s of training; the smallest that fits is --minutes "
                             f"{smallest_minutes(need):g} (the poses are kept: run again with it)")
-        n_train = n_views - n_held
-        batch = 4096 if self.gpu else 1024
-        steps_per_epoch = math.ceil(n_train * wh[0] * wh[1] / batch)
-        val_every = min(1.0, (VAL_STEPS * (5 if self.gpu else 1)) / steps_per_epoch)
+        view_wh, video_wh = view_sizes(size, n_held, self.budget, small, self.gpu, asked=asked)
+        wh = self.args.img_wh or (view_wh if rec["walk_around"] and not self.gpu else small)
         model = rec["flags"] or ([] if self.gpu else TINY_VANILLA)
         argv = ["--dataset_name", "llff", "--root_dir", SCENE, "--img_wh", *wh, *model,
-                "--max_time", f"{train_s / 60:.2f}", "--exp_name", EXP, "--val_every", f"{val_every:.3g}",
-                "--val_num", 2, *([] if self.gpu else ["--num_gpus", 0]), *self.extra]
+                "--max_time", f"{train_s / 60:.2f}", "--exp_name", EXP,
+                "--val_every", f"{self.val_every(wh, n_views - n_held, train_s, rec['walk_around']):.3g}",
+                "--val_num", VAL_NUM, *([] if self.gpu else ["--num_gpus", 0]), *self.extra]
         plan = {"argv": [str(a) for a in argv], "img_wh": list(wh), "train_seconds": round(train_s, 1),
                 "walk_around": rec["walk_around"], "turn": round(rec["turn"], 1), "n_views": n_views,
-                "n_held_out": n_held}
+                "n_held_out": n_held, "view_wh": view_wh, "video_wh": video_wh, "thumbnail_wh": small}
         self.say(f"the cameras turn {rec['turn']:.0f} degrees: "
                  + ("a walk around the object: --unbounded --fast" if rec["walk_around"] else
                     "a forward-facing capture: NDC rays")
                  + f"; training at {wh[0]}x{wh[1]} for {fmt_time(train_s)} ({n_views - n_held} views, "
                    f"{n_held} held out)")
+        self.say(f"held-out views scored at {view_wh[0]}x{view_wh[1]} (the view size) and at {small[0]}x{small[1]} "
+                 f"(the thumbnail size); the video at {video_wh[0]}x{video_wh[1]}"
+                 + ("" if video_wh == view_wh else " (the view size would not fit --minutes)"))
         return plan
+
+    def val_every(self, wh, n_train, train_s, fast):
+        """train.py's --val_every (in epochs): every VAL_STEPS steps (each writes last.ckpt, where a
+        run resumes), or less often when validating at ``wh`` would take over VAL_SHARE of training."""
+        batch = 4096 if self.gpu else 512 if fast else 1024  # the fast path's CPU preset, the tiny vanilla model
+        steps_per_epoch = math.ceil(n_train * wh[0] * wh[1] / batch)
+        seconds = VAL_NUM * wh[0] * wh[1] * RENDER_SECONDS_PER_PIXEL / (GPU_SPEEDUP if self.gpu else 1)
+        most = max(1.0, VAL_SHARE * train_s / seconds)  # validations that fit the share
+        steps = max(VAL_STEPS * (5 if self.gpu else 1), train_s * STEPS_PER_SECOND / most)
+        return min(1.0, steps / steps_per_epoch)
 
     def stage_train(self):
         if self.skip(2, "train", [CKPT]):
@@ -314,16 +372,29 @@ class Capture:
                 "--out_dir", out_dir, *more]
 
     def stage_heldout(self):
-        out = os.path.join("results", "test")
-        if self.skip(3, "heldout", [os.path.join(out, "metrics.json")]):
+        """The held-out views at the view size (results/test) and at the thumbnail size
+        (results/test_thumbnail_size: the size earlier captures trained at and were judged by)."""
+        out, small = os.path.join("results", "test"), os.path.join("results", "test_thumbnail_size")
+        plan = self.manifest["plan"]["train"]
+        view_wh = plan.get("view_wh", plan["img_wh"])
+        small_wh = plan.get("thumbnail_wh", plan["img_wh"])
+        runs = [(out, view_wh)] + ([(small, small_wh)] if view_wh != small_wh else [])
+        if self.skip(3, "heldout", [os.path.join(o, "metrics.json") for o, _ in runs]):
             return
         self.header(3, "heldout")
         t = time.time()
-        argv = self.eval_argv("test", out)
-        run_main("eval.py", argv)
-        with open(os.path.join(out, "metrics.json")) as f:
-            psnr = json.load(f)["psnr"]
-        self.mark("heldout", [command_line("eval.py", argv)], time.time() - t, psnr=psnr)
+        commands, scores = [], {}
+        for folder, wh in runs:
+            argv = self.eval_argv("test", folder, "--img_wh", *wh)
+            run_main("eval.py", argv)
+            commands.append(command_line("eval.py", argv))
+            with open(os.path.join(folder, "metrics.json")) as f:
+                m = json.load(f)
+            scores[folder] = {"img_wh": list(wh), **{k: m[k] for k in ("psnr", "ssim", "gmsd")}}
+        info = scores.pop(out)
+        if scores:
+            info["thumbnail_size"] = scores[small]
+        self.mark("heldout", commands, time.time() - t, **info)
 
     def stage_video(self):
         out = os.path.join("results", "path")
@@ -331,7 +402,8 @@ class Capture:
             return
         self.header(4, "video")
         t = time.time()
-        argv = self.eval_argv("path", out, "--no_depth")
+        plan = self.manifest["plan"]["train"]
+        argv = self.eval_argv("path", out, "--no_depth", "--img_wh", *plan.get("video_wh", plan["img_wh"]))
         run_main("eval.py", argv)
         self.mark("video", [command_line("eval.py", argv)], time.time() - t)
 
@@ -354,7 +426,7 @@ class Capture:
         shutil.rmtree(stage, ignore_errors=True)
         method = [] if MESH_METHOD == "density" else ["--method", MESH_METHOD]
         base = ["--ckpt_path", CKPT, "--root_dir", SCENE, "--scene_name", self.name, *method,
-                "--N_grid", N, "--n_views", views]
+                "--N_grid", N, "--n_views", views, "--img_wh", *plan.get("thumbnail_wh", plan["img_wh"])]
         argv = base + ["--out", os.path.join(stage, f"{self.name}.ply")]
         try:
             try:
@@ -396,17 +468,19 @@ class Capture:
         used = sum(s.get("seconds", 0) for s in stages.values())
         self.say(f"done in {fmt_time(time.time() - self.t0)} ({fmt_time(used)} of stage time in all runs); "
                  f"everything is in {out}:")
+        held = stages["heldout"]
+        scores = f"mean PSNR {held['psnr']:.2f} dB" + (f", SSIM {held['ssim']:.3f}, GMSD {held['gmsd']:.3f} at "
+                                                       f"{'x'.join(map(str, held['img_wh']))}" if "gmsd" in held else "")
+        if "thumbnail_size" in held:
+            scores += f"; {held['thumbnail_size']['psnr']:.2f} dB at {'x'.join(map(str, held['thumbnail_size']['img_wh']))}"
         rows = [("report", "report.html"), ("model", CKPT),
-                ("held-out", os.path.join("results", "test")
-                 + f"  (mean PSNR {stages['heldout']['psnr']:.2f} dB)"),
+                ("held-out", os.path.join("results", "test") + f"  ({scores})"),
                 ("video", os.path.join("results", "path", f"{self.name}.mp4"))]
         if "skipped" not in stages.get("mesh", {}):
             rows.append(("mesh", self.mesh_path()))
         for what, rel in rows:
             print(f"  {what:9s}{os.path.join(out, rel)}")
-        mesh = "" if "skipped" in stages.get("mesh", {}) else f" --mesh {shlex.quote(os.path.join(out, self.mesh_path()))}"
-        print(f"look around: python {os.path.join(ROOT, 'viewer.py')} --ckpt_path "
-              f"{shlex.quote(os.path.join(out, CKPT))}{mesh}  (then open http://localhost:7007)")
+        print(f"look around: {viewer_command(out, self.manifest)}  (then open http://localhost:7007)")
 
 
 def run_capture(args, extra):

@@ -222,9 +222,9 @@ def match_and_map(strategy, db, image_dir, out, seed, log):
     return max(models.values(), key=lambda rec: rec.num_reg_images())
 
 
-def model_forwards(rec):
-    """The registered images' names, sorted, and their viewing directions ``(N, 3)`` (world)."""
-    poses = model_poses(rec)
+def model_forwards(poses):
+    """The registered images' names, sorted, and their viewing directions ``(N, 3)`` (world), from
+    ``model_poses``' dict."""
     names = sorted(poses)
     return names, np.array([poses[n][0][2] for n in names]).reshape(-1, 3)
 
@@ -271,7 +271,8 @@ def pose_with_retries(image_dir, names, work, matcher, ordered, camera_model, si
         db = os.path.join(work, f"strategy{k}.db")
         shutil.copy(feats, db)
         rec = match_and_map(strategy, db, image_dir, os.path.join(work, f"models{k}"), seed, log)
-        done, forward = model_forwards(rec) if rec is not None else ([], np.zeros((0, 3)))
+        poses = model_poses(rec) if rec is not None else {}
+        done, forward = model_forwards(poses)
         jumps = [(done[i], done[i + 1], deg) for i, deg in turn_jumps(forward)] if ordered else []
         tried.append({"strategy": strategy.name, "registered": len(done), "total": len(names), "jumps": jumps,
                       "seconds": round(time.time() - t0, 1)})
@@ -283,7 +284,7 @@ def pose_with_retries(image_dir, names, work, matcher, ordered, camera_model, si
             verdict += ", a continuous path"
         log(f"      {verdict} ({time.time() - t0:.0f} s)")
         if len(done) >= max(3, WITNESS * len(names)) and not jumps and ordered:
-            witnesses.append((k, model_poses(rec)))
+            witnesses.append((k, poses))
         if len(done) >= need and not jumps:
             if not ordered:
                 return rec, strategy, tried
@@ -310,7 +311,7 @@ def pose_with_retries(image_dir, names, work, matcher, ordered, camera_model, si
     best = max(range(len(tried)), key=lambda i: tried[i]["registered"])
     if tried[best]["registered"] >= need:  # enough registered each time, but along a folded path
         raise FoldedError(tried)
-    missing = [n for n in names if models[best] is None or n not in set(model_forwards(models[best])[0])]
+    missing = [n for n in names if models[best] is None or n not in model_poses(models[best])]
     listed = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
     hint = "" if matcher == "exhaustive" else ", or --matcher exhaustive"
     raise UnregisteredError(f"only {tried[best]['registered']} of {len(names)} images registered; not registered: "
@@ -383,7 +384,7 @@ def imgs2poses(scene_dir, matcher="auto", downscale=1.0, overwrite=False, camera
             + (f", SfM on copies of {sfm_size[0]}x{sfm_size[1]}" if downscale > 1 else ""))
         rec, chosen, tried = pose_with_retries(image_dir, names, work, matcher, ordered, camera_model, single_camera,
                                                max(sfm_size), seed, log)
-        done = set(model_forwards(rec)[0])
+        done = set(model_poses(rec))
         missing = [n for n in names if n not in done]
         listed = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
         if downscale > 1:

@@ -45,6 +45,17 @@ def mean_rotation(ours, reference):
     return (U @ E @ Vt).T
 
 
+def llff_rotation_errors(ours, reference):
+    """Per camera, degrees between two sets of LLFF poses' orientations after the rotation that best
+    maps ours onto the reference's (``mean_rotation``). ours, reference: ``(N, 15+)`` rows of
+    poses_bounds.npy (3x5 blocks whose first 3 columns are camera-to-world axes down, right, back)."""
+    rot_ours = np.asarray(ours)[:, :15].reshape(-1, 3, 5)[:, :, :3]
+    rot_ref = np.asarray(reference)[:, :15].reshape(-1, 3, 5)[:, :, :3]
+    # transposed: world-to-camera; any fixed change of the camera's axes cancels in the comparison
+    A = mean_rotation(rot_ours.transpose(0, 2, 1), rot_ref.transpose(0, 2, 1))
+    return np.array([rotation_degrees(a.T @ A.T, b.T) for a, b in zip(rot_ours, rot_ref)])
+
+
 def compare_poses(ours, reference):
     """Errors of ``ours`` against ``reference`` over the names both hold: camera centres after a
     similarity (Umeyama) maps ours onto the reference's, orientations after the rotation that best

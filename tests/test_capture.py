@@ -112,9 +112,22 @@ def test_capture_resumes_after_kill_and_reports(captured):
     meshed = "skipped" not in manifest["stages"]["mesh"]  # an early model may hold no surface (quality test)
     tail = stdout.strip().splitlines()[-8:]
     assert any("report.html" in ln for ln in tail) and tail[-1].startswith("look around: python ")
-    viewer = f"--ckpt_path {out}/ckpts/capture/last.ckpt" + (f" --mesh {out}/mesh/beer.ply" if meshed else "  (")
-    assert viewer in tail[-1], tail[-1]
+    viewer = f"--ckpt_path {out}/ckpts/capture/last.ckpt" + (f" --mesh {out}/mesh/beer.ply" if meshed else "")
+    assert viewer + " --max_width 240  (" in tail[-1], tail[-1]  # the viewer opens at the view size
     assert not [p for p in os.listdir(out) if p.startswith(".")], os.listdir(out)  # no staging left
+    # a walk around trains at the view size (half the 270x480 frames); the held-out views are scored
+    # there and at the thumbnail size (what the minutes would train at); the video at the largest
+    # size the budget renders, between the two
+    plan = manifest["plan"]["train"]
+    assert plan["view_wh"] == plan["img_wh"] == [135, 240] and plan["thumbnail_wh"][0] < 135
+    sizes = {d: json.loads((out / "results" / d / "render_info.json").read_text())["img_wh"]
+             for d in ("test", "test_thumbnail_size", "path")}
+    assert sizes["test"] == [135, 240] and sizes["test_thumbnail_size"] == plan["thumbnail_wh"]
+    assert sizes["path"] == plan["video_wh"] and plan["thumbnail_wh"][0] <= plan["video_wh"][0] <= 135
+    held = manifest["stages"]["heldout"]
+    assert held["img_wh"] == [135, 240] and held["thumbnail_size"]["img_wh"] == plan["thumbnail_wh"]
+    assert 0 < held["gmsd"] < 0.5 and 0 < held["ssim"] <= 1
+    assert f"SSIM {held['ssim']:.3f}, GMSD {held['gmsd']:.3f} at 135x240" in stdout
 
     page = (out / "report.html").read_text()
     metrics = json.loads((out / "results" / "test" / "metrics.json").read_text())
@@ -131,6 +144,13 @@ def test_capture_resumes_after_kill_and_reports(captured):
             continue
         assert not re.match(r"^[a-z]+://|^/", link), link  # relative: the folder moves as one
         assert (out / link).is_file(), link
+    # detail at the view size: crops photo | render | thumbnail (3 views, a third of the frame each)
+    crops = imageio.imread(base64.b64decode(links.images["detail crops at 135x240"].split(",", 1)[1]))
+    assert crops.shape == (3 * 45 + 2 * 4, 3 * 45 + 2 * 4, 3)
+    verdict = re.search(r"<b id='detail-verdict'>(sharper than|level with|blurrier than)</b>", page)
+    assert verdict and f"GMSD <b>{held['gmsd']:.3f}</b>" in page
+    assert f"at the thumbnail size, {'x'.join(map(str, plan['thumbnail_wh']))}" in page
+    assert "--max_width 240" in page
     for alt in ("PSNR during training, validated on 2 of the 3 held-out views", "cameras seen from above") \
             + (("the mesh",) if meshed else ()):
         assert alt in links.images, (alt, list(links.images))
@@ -230,7 +250,7 @@ def test_minutes_too_short_after_the_poses(captured, monkeypatch):
 
     monkeypatch.chdir(captured[0])  # a posed scene/
     args = Namespace(input="clip.mp4", out=str(captured[0]), minutes=1.0, img_wh=None, num_frames=None,
-                     downscale=None, redo=None)
+                     downscale=None, redo=None, view_size=None)
     cap = Capture(args, [])
     cap.t0 -= 50  # the poses took 50 s of the minute
     with pytest.raises(UserError, match=r"too short for this capture: the poses took 0m50s .* smallest that fits "
@@ -239,6 +259,24 @@ def test_minutes_too_short_after_the_poses(captured, monkeypatch):
     args.minutes = 5.0
     plan = Capture(args, TINY_FAST).plan_training()
     assert plan["walk_around"] and plan["argv"][-len(TINY_FAST):] == TINY_FAST and plan["train_seconds"] > 120
+
+
+def test_another_view_size_remakes_the_views_only(captured, walk_clip):
+    """--view_size on a finished capture: the held-out views, the video and the report are made again
+    at that size; the poses, the model and the mesh are kept."""
+    out = captured[0]
+    mtime = (out / "ckpts" / "capture" / "last.ckpt").stat().st_mtime_ns
+    again = run_script("capture.py", *capture_args(walk_clip, out), "--view_size", 90, 160, timeout=600)
+    text = again.stdout + again.stderr
+    assert "--view_size 90 160: the held-out views, video and report are made again" in text, text[-3000:]
+    for skipped in ("[1/6] poses", "[2/6] train", "[5/6] mesh"):
+        assert f"{skipped}: done before, skipped" in text, skipped
+    assert "[3/6] heldout;" in text and "[4/6] video;" in text and "[6/6] report;" in text
+    manifest = json.loads((out / "capture.json").read_text())
+    assert manifest["plan"]["train"]["view_wh"] == [90, 160] and manifest["stages"]["heldout"]["img_wh"] == [90, 160]
+    assert json.loads((out / "results" / "test" / "render_info.json").read_text())["img_wh"] == [90, 160]
+    assert "Detail at 90x160" in (out / "report.html").read_text()
+    assert (out / "ckpts" / "capture" / "last.ckpt").stat().st_mtime_ns == mtime
 
 
 # ---------------------------------------------------------------- bad input
@@ -276,6 +314,11 @@ def test_bad_input_is_refused_in_one_line(beer_dir, walk_clip, tmp_path):
     m = re.search(r"too short.*the smallest that fits is --minutes ([0-9.]+)", line)
     assert m and float(m.group(1)) > 0.5, line
     assert "unknown option" in refused(walk_clip, "--out", out, "--no_such_flag", out=out)
+    # the clip's frames are 270x480: a view size of another shape, or larger, names one to use
+    assert "--view_size 200 200 does not keep the aspect ratio of the 270x480 images: use --view_size 200 356" \
+        in refused(walk_clip, "--out", out, "--view_size", 200, 200, out=out)
+    assert "--view_size 540 960 is larger than the 270x480 frames: use at most --view_size 270 480 (half: " \
+           "--view_size 135 240)" in refused(walk_clip, "--out", out, "--view_size", 540, 960, out=out)
     assert not (tmp_path / "new").exists()
 
     # an --out that holds another capture, or other files
@@ -317,6 +360,44 @@ def test_training_size_follows_the_budget_and_keeps_the_aspect():
     # a 15-minute phone capture leaves most of the time to training
     after = after_training_seconds(60, 8, [68, 121], True, 600, gpu=False)
     assert 60 < after < 300, after
+
+
+def test_view_size_is_half_the_frames_unless_the_budget_cannot_render_it():
+    from pipeline.budget import view_sizes
+
+    # 15 minutes of a phone's portrait clip on the CPU: half the frames, capped for 8 held-out views
+    view, video = view_sizes((720, 1280), 8, 900, [68, 121], gpu=False)
+    assert view == [360, 640]
+    assert 68 < video[0] < 360 and abs(video[0] / video[1] - 720 / 1280) < 0.02  # 120 frames at 360x640 won't fit
+    big_view, _ = view_sizes((2160, 3840), 8, 900, [68, 121], gpu=False)
+    assert 360 < big_view[0] < 1080 and abs(big_view[0] / big_view[1] - 2160 / 3840) < 0.02  # capped below half
+    short_view, short_video = view_sizes((2160, 3840), 8, 120, [40, 71], gpu=False)
+    assert short_view[0] < big_view[0] and short_video[0] >= 40  # never below the training size
+    assert view_sizes((720, 1280), 8, 900, [68, 121], gpu=True) == ([360, 640], [360, 640])
+    assert view_sizes((720, 1280), 8, 900, [68, 121], gpu=False, asked=(90, 160))[0] == [90, 160]
+    tiny = view_sizes((720, 1280), 8, 900, [68, 121], gpu=False, asked=(36, 64))
+    assert tiny == ([36, 64], [36, 64])  # asked for below the training size: the video follows it
+
+
+def test_validation_is_spaced_at_a_large_training_size():
+    """Every 300 steps at a thumbnail size; at the view size (2 views of 360x640, ~23 s a
+    validation) only as often as keeps validation within 5% of the training time."""
+    import math
+    from argparse import Namespace
+
+    from pipeline.budget import RENDER_SECONDS_PER_PIXEL, STEPS_PER_SECOND, VAL_SHARE
+    from pipeline.capture import VAL_NUM, Capture
+
+    cap = Capture(Namespace(minutes=15.0, out="x"), [])
+    cap.gpu = False
+
+    def steps(wh):
+        return cap.val_every(wh, 51, 540, fast=True) * math.ceil(51 * wh[0] * wh[1] / 512)
+
+    assert steps([64, 114]) == pytest.approx(300, rel=0.01)
+    every = steps([360, 640])
+    validations = 540 * STEPS_PER_SECOND / every
+    assert every > 3000 and validations * VAL_NUM * 360 * 640 * RENDER_SECONDS_PER_PIXEL <= VAL_SHARE * 540 * 1.01
 
 
 def test_psnr_curve_joins_resumed_runs(tmp_path):

@@ -17,7 +17,7 @@ from conftest import run_script
 from datasets.colmap import camera_intrinsics, qvec_to_rotmat, read_model
 from datasets.llff import LLFFDataset
 from datasets.nerfstudio import NerfstudioDataset
-from process_data.pose_compare import compare_poses, mean_rotation, rotation_degrees, umeyama
+from process_data.pose_compare import compare_poses, llff_rotation_errors, umeyama
 
 pytest.importorskip("pycolmap")
 
@@ -62,6 +62,23 @@ def test_compare_poses_measures_errors_after_the_similarity():
     assert compare_poses({"a": ref["00"]}, ref) is None
 
 
+def test_llff_rotation_errors_ignore_the_world_rotation():
+    """LLFF rows of a world turned as a whole score 0 degrees; one camera turned 4 degrees about its
+    own axis shows in that camera (the other 7 pulled by about 4/8)."""
+    rng = np.random.default_rng(1)
+    c2w = np.stack([cv2.Rodrigues(rng.normal(size=3))[0] for _ in range(8)])  # (8, 3, 3)
+    q = cv2.Rodrigues(np.array([0.4, 0.1, -0.7]))[0]
+
+    def rows(R):
+        return np.concatenate([R, np.ones((len(R), 3, 2))], 2).reshape(len(R), 15)
+
+    assert llff_rotation_errors(rows(q @ c2w), rows(c2w)).max() < 1e-4
+    turned = q @ c2w
+    turned[3] = turned[3] @ cv2.Rodrigues(np.array([0.0, np.radians(4), 0.0]))[0]
+    err = llff_rotation_errors(rows(turned), rows(c2w))
+    assert err.argmax() == 3 and 3.0 < err[3] < 4.0 and np.median(err) == pytest.approx(0.5, abs=0.1)
+
+
 @pytest.fixture(scope="module")
 def beer_subset(beer_dir, tmp_path_factory):
     scene = tmp_path_factory.mktemp("beer_subset")
@@ -90,9 +107,7 @@ def test_subset_registers_and_matches_the_capture(beer_dir, beer_subset):
     assert err.max() < 0.03 * radius, (err.max(), radius)
     # orientations agree too, after the rotation that best maps ours onto the capture's (LLFF columns:
     # down, right, back, camera-to-world; the 8 centres lie on a short arc that leaves R loose about it)
-    rot_ours, rot_ref = ours[:, :15].reshape(-1, 3, 5)[:, :, :3], ref[idx, :15].reshape(-1, 3, 5)[:, :, :3]
-    A = mean_rotation(rot_ours.transpose(0, 2, 1), rot_ref.transpose(0, 2, 1))
-    worst = max(rotation_degrees(a.T @ A.T, b.T) for a, b in zip(rot_ours, rot_ref))
+    worst = llff_rotation_errors(ours, ref[idx]).max()
     assert worst < 3.0, worst
     # intrinsics scaled back to the photos: hwf for 720x1280, focal near the capture's (8 photos on a
     # short arc leave the focal loose: 815-1070 seen; an unscaled one would be half of it)

@@ -205,7 +205,7 @@ def test_phone_clip_to_poses(beer_dir, tmp_path):
     tag), into a scene whose images/ it replaces (--overwrite): upright frames, every one registered, cameras matching the capture's own poses (centres up
     to a similarity, orientations after the same rotation: a frame left on its side would be 90 deg off)."""
     pytest.importorskip("pycolmap")
-    from process_data.pose_compare import mean_rotation, rotation_degrees, umeyama
+    from process_data.pose_compare import llff_rotation_errors, umeyama
 
     idx = list(range(20, 30))
     src = beer_frames(beer_dir, idx, size=(360, 640))
@@ -239,6 +239,4 @@ def test_phone_clip_to_poses(beer_dir, tmp_path):
     assert err.max() < 0.03 * radius, (err, radius)  # 0.005-0.01 of it in repeated runs
     # orientations after the rotation that best maps ours onto the capture's (a short arc of centres
     # leaves the similarity's rotation loose about it)
-    rot_ours, rot_ref = ours[:, :15].reshape(-1, 3, 5)[:, :, :3], ref[idx, :15].reshape(-1, 3, 5)[:, :, :3]
-    A = mean_rotation(rot_ours.transpose(0, 2, 1), rot_ref.transpose(0, 2, 1))
-    assert max(rotation_degrees(a.T @ A.T, b.T) for a, b in zip(rot_ours, rot_ref)) < 6.0
+    assert llff_rotation_errors(ours, ref[idx]).max() < 6.0

@@ -37,6 +37,28 @@ def to_uint8(img):
     return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def upscale(img, wh):
+    """``(h, w, 3)`` float tensor -> ``(H, W, 3)`` with ``wh = (W, H)``, bicubic, clamped to [0, 1]:
+    a thumbnail as it looks on a larger screen."""
+    import torch.nn.functional as F
+
+    t = img.permute(2, 0, 1)[None].float()
+    return F.interpolate(t, size=(wh[1], wh[0]), mode="bicubic", align_corners=False).clamp(0, 1)[0].permute(1, 2, 0)
+
+
+def sharpest_crop(photo, size):
+    """(top, left) of the ``size`` x ``size`` window of ``photo`` ``(H, W, 3)`` (float tensor) with the
+    most edge energy: where a loss of detail shows."""
+    import torch.nn.functional as F
+
+    g = photo.float().mean(-1)
+    mag = (g[1:, :-1] - g[:-1, :-1]).abs() + (g[:-1, 1:] - g[:-1, :-1]).abs()
+    step = max(1, size // 4)
+    energy = F.avg_pool2d(mag[None, None], size, stride=step)[0, 0]
+    r, c = divmod(int(energy.argmax()), energy.shape[1])
+    return min(r * step, photo.shape[0] - size), min(c * step, photo.shape[1] - size)
+
+
 def image_strip(*images):
     """Concatenate ``(H, W, 3)`` uint8 images left to right -> ``(H, sum W, 3)``."""
     return np.concatenate([np.asarray(i) for i in images], axis=1)
