@@ -2,7 +2,7 @@
 
 Every picture the page shows is embedded as a base64 ``data:`` URI, so the page alone can be mailed
 or attached: the held-out views as ground truth | render | depth with their PSNR, the mean, crops at
-the view size beside the training-size photos scaled up (with SSIM and GMSD), the PSNR
+the view size beside the thumbnail-size photos scaled up (with SSIM and GMSD), the PSNR
 of the few validation views (``--val_num``) against training time (from the TensorBoard events in
 ``logs/``), the circle video's first frame, pictures of the mesh from two held-out cameras, the
 cameras seen from above, and the commands that reproduce each stage. Only the circle video (mp4, and
