@@ -63,7 +63,7 @@ def training_wh(wh, train_seconds, gpu):
 
 def fit_pixels(wh, pixels, floor_wh=None):
     """``wh`` (W, H), or the largest size of its aspect ratio with at most ``pixels`` pixels; never
-    smaller than ``floor_wh`` (a size of the same aspect, e.g. the training size)."""
+    smaller than ``floor_wh`` (a size of the same aspect, e.g. the thumbnail size)."""
     W, H = wh
     if W * H <= pixels:
         return [W, H]
@@ -77,20 +77,20 @@ def fit_pixels(wh, pixels, floor_wh=None):
     return out
 
 
-def view_sizes(frames_wh, n_held, budget_seconds, train_wh, gpu, asked=None):
+def view_sizes(frames_wh, n_held, budget_seconds, small_wh, gpu, asked=None):
     """``(view_wh, video_wh)``: the size the held-out views are scored and shown at, and the circle
     video's. The view size is ``asked`` (``--view_size``) or half the frames', the latter capped so the
     held-out views render within ``HELDOUT_SHARE`` of the budget; the video is at the view size when
     its ``PATH_FRAMES`` fit ``VIDEO_SHARE``, else at the largest size that does. Neither is smaller
-    than the training size."""
+    than ``small_wh``, the thumbnail size (``training_wh``), unless asked."""
     seconds_per_pixel = RENDER_SECONDS_PER_PIXEL / (GPU_SPEEDUP if gpu else 1)
     if asked is not None:
         view = list(asked)
     else:
         half = aspect_wh(frames_wh, round(frames_wh[0] * VIEW_FRACTION))
-        view = fit_pixels(half, HELDOUT_SHARE * budget_seconds / (max(n_held, 1) * seconds_per_pixel), train_wh)
-    video = fit_pixels(view, VIDEO_SHARE * budget_seconds / (PATH_FRAMES * seconds_per_pixel), train_wh)
-    if video[0] * video[1] > view[0] * view[1]:  # a view size asked for below the training size
+        view = fit_pixels(half, HELDOUT_SHARE * budget_seconds / (max(n_held, 1) * seconds_per_pixel), small_wh)
+    video = fit_pixels(view, VIDEO_SHARE * budget_seconds / (PATH_FRAMES * seconds_per_pixel), small_wh)
+    if video[0] * video[1] > view[0] * view[1]:  # a view size asked for below the thumbnail size
         video = list(view)
     return view, video
 
@@ -103,8 +103,9 @@ def mesh_size(train_seconds, gpu):
 
 
 def after_training_seconds(n_views, n_held, img_wh, walk_around, train_seconds, gpu, view_wh=None, video_wh=None):
-    """Estimated seconds of the stages after training: held-out views (at the training size and at
-    ``view_wh``), the video (at ``video_wh``), mesh, report. Sizes left out are the training size."""
+    """Estimated seconds of the stages after training: held-out views (at ``img_wh``, the thumbnail
+    size, and at ``view_wh``), the video (at ``video_wh``), the mesh (its views at ``img_wh``), report.
+    Sizes left out are ``img_wh``."""
     pixels = img_wh[0] * img_wh[1]
     view_px = pixels if view_wh is None else view_wh[0] * view_wh[1]
     video_px = pixels if video_wh is None else video_wh[0] * video_wh[1]
