@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from datasets.ray_utils import look_at  # noqa: E402
-from models import build_fields  # noqa: E402
+from models import build_fields, kernels  # noqa: E402
 from opt import get_opts  # noqa: E402
 from models import load_model  # noqa: E402
 from viewer.render import SceneRenderer, picture  # noqa: E402
@@ -69,11 +69,13 @@ def main(argv=None):
     p.add_argument("--width", type=int, default=512, help="width (and height) of the full frame")
     p.add_argument("--frame_time", type=float, default=0.2, help="the viewer's time per frame (first image)")
     p.add_argument("--repeats", type=int, default=3, help="camera moves timed per model (the median is printed)")
+    p.add_argument("--kernels", choices=kernels.MODES, default="auto", help="fused CPU kernels or the PyTorch code")
     args = p.parse_args(argv)
     c2w = look_at(np.array([0.0, -4.0, 1.0]), np.zeros(3), np.array([0.0, 0.0, 1.0])).astype(np.float32)
     fov = math.radians(40)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     for name, fields, h in models(args, args.device):
+        kernels.set_mode(args.kernels)  # after the model: building fields sets the mode from their flags
         r = SceneRenderer(fields, Namespace(**vars(h)) if not isinstance(h, Namespace) else h,
                           blender_scene(c2w[None]), args.device)
         r.calibrate(c2w, fov)
@@ -93,7 +95,7 @@ def main(argv=None):
             frames.append(image(args.width))
         first_s, w0 = sorted(firsts)[len(firsts) // 2]
         frame_s = float(np.median(frames))
-        print(json.dumps({"model": name, "device": args.device, "first_image_s": round(first_s, 3), "first_width": w0,
+        print(json.dumps({"model": name, "device": args.device, "kernels": args.kernels, "first_image_s": round(first_s, 3), "first_width": w0,
                           "frame_s": round(frame_s, 3), "width": args.width,
                           "rays_per_s": round(args.width ** 2 / frame_s), "fps": round(1 / frame_s, 2)}), flush=True)
 

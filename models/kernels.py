@@ -1,10 +1,18 @@
-"""Fused CPU kernels for the fast path (``--kernels auto|eager``, issue 29; RESULTS §19-20).
+"""Fused CPU kernels for the fast path (``--kernels auto|eager``, issue 29; RESULTS §19-20, §24).
 
-The hash encoding is the largest part of a CPU training step. In eager PyTorch it is ~25 ops over
-``(L, 8, N)`` tensors; here it is one C++/OpenMP loop over the points that does a point's levels x 8
-corners (index, trilinear weight, gather) in registers, and one loop that scatters the gradient into
-the table. Values and gradients equal ``models.hash_encoding.HashEncoding``'s to float rounding
-(tests/test_kernels.py).
+C++/OpenMP loops for what costs most on the CPU, each giving the PyTorch code's values (and gradients)
+to float rounding (tests/test_kernels.py):
+
+- the hash encoding (``HashEncoding.forward``): one loop over the points does a point's levels x 8
+  corners (index, trilinear weight, gather) in registers, one loop scatters the gradient into the table;
+- the density (``NGPField.query_density`` without gradients: the occupancy grid's refresh, mesh export):
+  contraction, box, encoding, the 64-unit layer and the output's first row, per point in registers;
+- training's sample-picking pass (``marching._visible_samples`` through ``NGPField.march_visible``): each
+  ray walks its samples front to back and stops where it turns opaque, so no sample past its end is
+  evaluated;
+- inference (``marching._render_one_pass`` through ``NGPField.march_render``: eval.py, the viewer, mesh
+  colours): density and colour composited per ray, the colour MLP only where a sample has weight;
+- the grid lookup (``OccupancyGrid.occupied_along``) of both marchers.
 
 Built with torch's ``load_inline`` (g++ and ninja) the first time a hash-grid field runs, ~30 s that count
 inside ``--max_time``. The build is cached in ``torch.utils.cpp_extension``'s folder
@@ -13,9 +21,8 @@ CPU's model and instruction sets, so a cache shared between machines never runs 
 CPU. Later runs load it in 0.1-0.2 s. When it cannot be built (no compiler, no ninja), the run
 prints one line and goes on with the eager code, which gives the same results.
 
-Where it applies: float32 on the CPU, when the points need no gradient (camera refinement moves the
-points: those runs stay eager). Training, eval.py, the viewer and mesh export all call the encoding
-through ``HashEncoding.forward``, so they all take it.
+Where it applies: float32 on the CPU. Points that need a gradient (camera refinement moves them), level
+weights, autocast and GPUs take the eager code.
 """
 import glob
 import hashlib
@@ -33,6 +40,7 @@ SOURCE = r"""#include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 struct Levels {  // the encoding's constants, as HashEncoding's buffers hold them
   const float* res; const int32_t* offsets; const uint8_t* dense; uint32_t mask; int64_t L;
@@ -110,6 +118,201 @@ torch::Tensor hash_backward(torch::Tensor u, torch::Tensor grad, torch::Tensor r
   }
   return gt;
 }
+
+// The fast path's density (models.ngp.NGPField.query_density) at one point, every step in registers:
+// contraction, the box, the encoding, the 64-unit layer (ReLU), the output's first row, exp.
+constexpr int64_t MAX_LEVELS = 32, MAX_WIDTH = 256;  // the Python side checks the field against these
+struct Density {
+  Levels lv; const float* table; const float* box; const float* w1t; const float* b1; const float* w2;
+  int64_t width; bool contract;
+};
+
+// field: box (2, 3), res, offsets, dense, table (rows, 2), w1t (L * 2, width) the first layer transposed,
+// b1 (width,), w2 (width + 1,) the output's first row and its bias.
+static Density density_of(const std::vector<torch::Tensor>& f, int64_t table_size, bool contract) {
+  return {levels_of(f[1], f[2], f[3], table_size), f[4].data_ptr<float>(), f[0].data_ptr<float>(),
+          f[5].data_ptr<float>(), f[6].data_ptr<float>(), f[7].data_ptr<float>(), f[6].size(0), contract};
+}
+
+// The density MLP's hidden layer, ReLU applied, at point p into h (width,); false (h untouched) when p is
+// outside the box, where the density is 0.
+static inline bool hidden_at(const Density& F, const float p[3], float* h) {
+  float x[3] = {p[0], p[1], p[2]};
+  if (F.contract) {  // models.contraction.contract
+    const float r = std::sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]);
+    if (r > 1.f) { const float s = (2.f - 1.f / r) / r; x[0] *= s; x[1] *= s; x[2] *= s; }
+  }
+  float u[3];
+  for (int a = 0; a < 3; ++a) {
+    if (!(x[a] >= F.box[a] && x[a] <= F.box[3 + a])) return false;
+    u[a] = std::min(std::max((x[a] - F.box[a]) / (F.box[3 + a] - F.box[a]), 0.f), 1.f);
+  }
+  const int64_t L = F.lv.L, W = F.width;
+  float feat[2 * MAX_LEVELS]; uint32_t idx[8]; float w[8];
+  for (int64_t l = 0; l < L; ++l) {
+    corners(F.lv, u, l, idx, w);
+    float a0 = 0.f, a1 = 0.f;
+    for (int k = 0; k < 8; ++k) { a0 += w[k] * F.table[idx[k] * 2]; a1 += w[k] * F.table[idx[k] * 2 + 1]; }
+    feat[2 * l] = a0; feat[2 * l + 1] = a1;
+  }
+  for (int64_t o = 0; o < W; ++o) h[o] = F.b1[o];
+  for (int64_t i = 0; i < 2 * L; ++i) {  // over the inputs, so the inner loop runs along the outputs (SIMD)
+    const float fi = feat[i]; const float* wi = F.w1t + i * W;
+    for (int64_t o = 0; o < W; ++o) h[o] += wi[o] * fi;
+  }
+  for (int64_t o = 0; o < W; ++o) h[o] = std::max(h[o], 0.f);
+  return true;
+}
+
+static inline float density_at(const Density& F, const float p[3]) {
+  float h[MAX_WIDTH];
+  if (!hidden_at(F, p, h)) return 0.f;
+  float s = F.w2[F.width];
+  for (int64_t o = 0; o < F.width; ++o) s += F.w2[o] * h[o];
+  return std::exp(s);
+}
+
+// out (n_out,) = b (n_out,) + x (n_in,) @ wt (n_in, n_out): a layer with its weight transposed.
+static inline void layer(const float* x, int64_t n_in, const float* wt, const float* b, int64_t n_out, float* out) {
+  for (int64_t o = 0; o < n_out; ++o) out[o] = b[o];
+  for (int64_t i = 0; i < n_in; ++i) {
+    const float xi = x[i]; const float* wi = wt + i * n_out;
+    for (int64_t o = 0; o < n_out; ++o) out[o] += wi[o] * xi;
+  }
+}
+
+// Densities (N,) at points x (N, 3).
+torch::Tensor density_points(torch::Tensor x, std::vector<torch::Tensor> field, int64_t table_size, bool contract) {
+  const Density F = density_of(field, table_size, contract);
+  const int64_t N = x.size(0);
+  auto out = torch::empty({N}, x.options());
+  const float* X = x.data_ptr<float>(); float* O = out.data_ptr<float>();
+  #pragma omp parallel for schedule(static) num_threads(at::get_num_threads())
+  for (int64_t n = 0; n < N; ++n) O[n] = density_at(F, X + n * 3);
+  return out;
+}
+
+// models.marching._visible_samples in one pass: each ray walks its samples front to back, measures the
+// density of the masked ones and stops once its optical depth reaches max_tau, so no sample past a
+// ray's end is evaluated. o, d (N, 3); t, delta (N, M) distances and steps in world units; mask (N, M)
+// bool. Returns keep (N, M) bool: masked, in front of max_tau, and with an optical depth of min_od or more.
+torch::Tensor march_density(torch::Tensor o, torch::Tensor d, torch::Tensor t, torch::Tensor delta,
+                            torch::Tensor mask, std::vector<torch::Tensor> field, int64_t table_size, bool contract,
+                            double max_tau, double min_od) {
+  const Density F = density_of(field, table_size, contract);
+  const int64_t N = t.size(0), M = t.size(1);
+  auto keep = torch::zeros({N, M}, mask.options());
+  const float* O = o.data_ptr<float>(); const float* D = d.data_ptr<float>(); const float* T = t.data_ptr<float>();
+  const float* DL = delta.data_ptr<float>(); const bool* MK = mask.data_ptr<bool>(); bool* K = keep.data_ptr<bool>();
+  const float tau_max = (float)max_tau, od_min = (float)min_od;
+  #pragma omp parallel for schedule(dynamic, 4) num_threads(at::get_num_threads())
+  for (int64_t n = 0; n < N; ++n) {
+    float tau = 0.f;
+    for (int64_t j = 0; j < M && tau < tau_max; ++j) {
+      const int64_t i = n * M + j;
+      if (!MK[i]) continue;
+      const float p[3] = {O[n * 3] + D[n * 3] * T[i], O[n * 3 + 1] + D[n * 3 + 1] * T[i], O[n * 3 + 2] + D[n * 3 + 2] * T[i]};
+      float od = density_at(F, p) * DL[i];
+      if (od < od_min) od = 0.f;  // a faint sample counts as empty (marching._skip_faint)
+      K[i] = od >= od_min;
+      tau += od;
+    }
+  }
+  return keep;
+}
+
+// models.occupancy.OccupancyGrid.occupied_along: whether the points o + t * d lie in occupied cells, (N, M)
+// bool for rays o, d (N, 3) and distances t (N, M). occupied (R^3,) bool; box (2, 3). A contracted grid
+// contracts each point and checks it lies in the box; a bounded one clamps it to the border cells.
+torch::Tensor occupied_along(torch::Tensor o, torch::Tensor d, torch::Tensor t, torch::Tensor occupied,
+                             torch::Tensor box, int64_t R, bool contracted) {
+  const int64_t N = t.size(0), M = t.size(1);
+  auto out = torch::empty({N, M}, occupied.options());
+  const float* O = o.data_ptr<float>(); const float* D = d.data_ptr<float>(); const float* T = t.data_ptr<float>();
+  const float* B = box.data_ptr<float>(); const bool* OC = occupied.data_ptr<bool>(); bool* OUT = out.data_ptr<bool>();
+  const float below_one = 1.f - 1e-6f;
+  #pragma omp parallel for schedule(static) num_threads(at::get_num_threads())
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t j = 0; j < M; ++j) {
+      const float tt = T[n * M + j];
+      float x[3] = {O[n * 3] + D[n * 3] * tt, O[n * 3 + 1] + D[n * 3 + 1] * tt, O[n * 3 + 2] + D[n * 3 + 2] * tt};
+      int64_t ijk[3]; bool inside = true;
+      if (contracted) {  // as OccupancyGrid.query: contract, then the cell of u in [0, 1)
+        const float r = std::sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]);
+        if (r > 1.f) { const float s = (2.f - 1.f / r) / r; x[0] *= s; x[1] *= s; x[2] *= s; }
+        for (int a = 0; a < 3; ++a) {
+          const float u = (x[a] - B[a]) / (B[3 + a] - B[a]);
+          inside = inside && u >= 0.f && u < 1.f;
+          ijk[a] = (int64_t)(std::min(std::max(u, 0.f), below_one) * (float)R);
+        }
+      } else {  // in grid units, clamped to the border cells
+        for (int a = 0; a < 3; ++a) {
+          const float scale = (float)R / (B[3 + a] - B[a]);
+          const float g = (O[n * 3 + a] - B[a]) * scale + tt * (D[n * 3 + a] * scale);
+          ijk[a] = (int64_t)std::min(std::max(g, 0.f), (float)(R - 1));
+        }
+      }
+      OUT[n * M + j] = inside && OC[(ijk[0] * R + ijk[1]) * R + ijk[2]];
+    }
+  }
+  return out;
+}
+
+// models.marching._render_one_pass in one pass (inference): each ray walks its masked samples front to back,
+// composites density and colour, and stops once its optical depth reaches max_tau. Colour is evaluated
+// only where a sample's weight is not 0. color: w2t (width, 1 + G) the density MLP's output layer
+// transposed, b2 (1 + G,), c1t (G, C) the colour MLP's first layer's columns for the G geometry features,
+// transposed, c2t (C, C), c2b (C,), c3t (C, 3), c3b (3,); ray_in (N, C): each ray's first-layer input
+// from its view direction and appearance code, bias included (the same for all its samples).
+// Returns weights (N, M), rgb (N, 3) (no background) and the number of samples evaluated.
+std::vector<torch::Tensor> march_render(torch::Tensor o, torch::Tensor d, torch::Tensor t, torch::Tensor delta,
+                                        torch::Tensor mask, std::vector<torch::Tensor> field, int64_t table_size,
+                                        bool contract, std::vector<torch::Tensor> color, torch::Tensor ray_in,
+                                        double max_tau, double min_od) {
+  const Density F = density_of(field, table_size, contract);
+  const int64_t N = t.size(0), M = t.size(1), W = F.width, G = color[1].size(0) - 1, C = color[4].size(0);
+  const float* w2t = color[0].data_ptr<float>(); const float* b2 = color[1].data_ptr<float>();
+  const float* c1t = color[2].data_ptr<float>(); const float* c2t = color[3].data_ptr<float>();
+  const float* c2b = color[4].data_ptr<float>(); const float* c3t = color[5].data_ptr<float>();
+  const float* c3b = color[6].data_ptr<float>(); const float* RI = ray_in.data_ptr<float>();
+  auto weights = torch::zeros({N, M}, t.options());
+  auto rgb = torch::zeros({N, 3}, t.options());
+  const float* O = o.data_ptr<float>(); const float* D = d.data_ptr<float>(); const float* T = t.data_ptr<float>();
+  const float* DL = delta.data_ptr<float>(); const bool* MK = mask.data_ptr<bool>();
+  float* WT = weights.data_ptr<float>(); float* RGB = rgb.data_ptr<float>();
+  const float tau_max = (float)max_tau, od_min = (float)min_od;
+  int64_t evaluated = 0;
+  #pragma omp parallel for schedule(dynamic, 4) reduction(+ : evaluated) num_threads(at::get_num_threads())
+  for (int64_t n = 0; n < N; ++n) {
+    float tau = 0.f, r[3] = {0.f, 0.f, 0.f};
+    float h[MAX_WIDTH], out[MAX_WIDTH + 1], c1[MAX_WIDTH], c2[MAX_WIDTH], c3[3];
+    for (int64_t j = 0; j < M && tau < tau_max; ++j) {
+      const int64_t i = n * M + j;
+      if (!MK[i]) continue;
+      ++evaluated;
+      const float p[3] = {O[n * 3] + D[n * 3] * T[i], O[n * 3 + 1] + D[n * 3 + 1] * T[i], O[n * 3 + 2] + D[n * 3 + 2] * T[i]};
+      if (!hidden_at(F, p, h)) continue;  // no density: weight 0
+      layer(h, W, w2t, b2, 1 + G, out);
+      float od = std::exp(out[0]) * DL[i];
+      if (od < od_min || !(od > 0.f)) continue;  // faint (marching._skip_faint) or empty: weight 0
+      const float w = std::exp(-tau) * (1.f - std::exp(-od));  // T_i * alpha_i
+      WT[i] = w;
+      tau += od;
+      for (int64_t c = 0; c < C; ++c) c1[c] = RI[n * C + c];
+      for (int64_t k = 0; k < G; ++k) {
+        const float g = out[1 + k]; const float* wk = c1t + k * C;
+        for (int64_t c = 0; c < C; ++c) c1[c] += wk[c] * g;
+      }
+      for (int64_t c = 0; c < C; ++c) c1[c] = std::max(c1[c], 0.f);
+      layer(c1, C, c2t, c2b, C, c2);
+      for (int64_t c = 0; c < C; ++c) c2[c] = std::max(c2[c], 0.f);
+      layer(c2, C, c3t, c3b, 3, c3);
+      for (int a = 0; a < 3; ++a) r[a] += w / (1.f + std::exp(-c3[a]));  // sigmoid
+    }
+    for (int a = 0; a < 3; ++a) RGB[n * 3 + a] = r[a];
+  }
+  return {weights, rgb, torch::tensor(evaluated)};
+}
 """
 
 _state = {"mode": "auto", "ext": None, "failure": None}
@@ -160,7 +363,7 @@ def build():
     if bindir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     return cpp_extension.load_inline(
-        name, cpp_sources=SOURCE, functions=["hash_forward", "hash_backward"],
+        name, cpp_sources=SOURCE, functions=["hash_forward", "hash_backward", "density_points", "march_density", "march_render", "occupied_along"],
         extra_cflags=["-O3", "-fopenmp", "-march=native"], extra_ldflags=["-fopenmp"], verbose=False)
 
 

@@ -110,9 +110,13 @@ def _visible_samples(field, rays, t, dt, mask, early_stop_eps, min_od=0.0, block
     """
     N = t.shape[0]
     delta = dt * rays.directions.norm(dim=-1, keepdim=True)  # (N, M) step in world units
+    max_tau = -math.log(early_stop_eps)
+    fused = getattr(field, "march_visible", None)  # a field that walks its rays itself, sample by sample
+    keep = None if fused is None else fused(rays.origins, rays.directions, t, delta, mask, max_tau, min_od)
+    if keep is not None:
+        return keep
     tau = torch.zeros(N, device=t.device)  # optical depth so far
     keep = torch.zeros_like(mask)
-    max_tau = -math.log(early_stop_eps)
     for b, m in _live_blocks(mask, lambda: tau, max_tau, block):
         keep[:, b:b + block] = m
         x = rays.origins[:, None] + rays.directions[:, None] * t[:, b:b + block, None]
@@ -132,16 +136,23 @@ def _render_one_pass(field, rays, t, dt, mask, early_stop_eps, code=None, min_od
     """Inference (no gradients): density and colour together, block by block along the rays,
     compositing as it goes and skipping rays already opaque, so each kept sample is evaluated once
     (training needs the two passes: the first, gradient-free, picks the samples to back-propagate).
+    A sample counts while the optical depth in front of it is below ``-log(early_stop_eps)``, as in
+    ``_visible_samples``. A field with ``march_render`` (the fused CPU kernel) walks the rays itself.
 
     Returns weights ``(N, M)`` (``composite``'s, up to its 1e-10 guard) and rgb ``(N, 3)`` (no background)
     and the number of samples evaluated.
     """
     N, M = t.shape
     delta = dt * rays.directions.norm(dim=-1, keepdim=True)  # (N, M) step in world units
+    max_tau, evaluated = -math.log(early_stop_eps), 0
+    fused = getattr(field, "march_render", None)  # a field that walks its rays itself, sample by sample
+    out = None if fused is None else fused(rays.origins, rays.directions, rays.view_directions, code, t, delta, mask,
+                                           max_tau, min_od)
+    if out is not None:
+        return out
     tau = torch.zeros(N, device=t.device)  # optical depth so far
     weights = torch.zeros(N, M, device=t.device)
     rgb = torch.zeros(N, 3, device=t.device)
-    max_tau, evaluated = -math.log(early_stop_eps), 0
     for b, m in _live_blocks(mask, lambda: tau, max_tau, block):
         B = m.shape[1]
         x = rays.origins[:, None] + rays.directions[:, None] * t[:, b:b + block, None]
@@ -155,7 +166,8 @@ def _render_one_pass(field, rays, t, dt, mask, early_stop_eps, code=None, min_od
         col[m] = rgb_m.float()
         od = _skip_faint(sig * delta[:, b:b + block], min_od)
         cum = tau[:, None] + torch.cumsum(od, 1) - od  # optical depth in front of each sample
-        w = torch.exp(-cum) * (1 - torch.exp(-od))  # T_i * alpha_i
+        # T_i * alpha_i, up to the optical depth where the ray stops (as training's _visible_samples keeps)
+        w = torch.exp(-cum) * (1 - torch.exp(-od)) * (cum < max_tau)
         weights[:, b:b + block] = w
         rgb += (w[..., None] * col).sum(1)
         tau = tau + od.sum(1)

@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import kernels
 from models.appearance import AppearanceCodes, make_appearance
 from models.contraction import contract as contract_points
 from models.encoding import SHEncoding
@@ -83,7 +84,68 @@ class NGPField(AppearanceCodes, nn.Module):
 
     def query_density(self, x):
         """Args: x ``(N, 3)``. Returns: sigma ``(N,)`` (non-negative)."""
+        fused = self._fused_density(x)
+        if fused is not None:  # one C++ pass over the points (models/kernels.py): the same values
+            ext, weights = fused
+            return ext.density_points(x.contiguous(), weights, self.encoding.table_size, self.contract)
         return self._density_and_features(x, features=False)[0]
+
+    def march_visible(self, origins, directions, t, delta, mask, max_tau, min_od):
+        """``models.marching._visible_samples`` in one fused pass (``models/kernels.py``): each ray walks
+        its masked samples front to back and stops at optical depth ``max_tau``, so no sample past a
+        ray's end is evaluated. ``origins``, ``directions`` ``(N, 3)``; ``t``, ``delta`` ``(N, M)``
+        distances and world-unit steps; ``mask`` ``(N, M)`` bool. Returns keep ``(N, M)`` bool (the
+        marcher's own loop's samples), or None where the fused density does not serve."""
+        fused = self._fused_density(t)
+        if fused is None:
+            return None
+        ext, weights = fused
+        return ext.march_density(origins.contiguous(), directions.contiguous(), t.contiguous(), delta.contiguous(),
+                                 mask.contiguous(), weights, self.encoding.table_size, self.contract,
+                                 float(max_tau), float(min_od))
+
+    def march_render(self, origins, directions, view_dirs, code, t, delta, mask, max_tau, min_od):
+        """``models.marching._render_one_pass`` in one fused pass (inference): each ray composites its
+        masked samples front to back and stops at optical depth ``max_tau``; colour is evaluated only
+        where a sample's weight is not 0. ``view_dirs`` ``(N, 3)``; ``code`` ``(N, appearance_dim)`` or
+        None (the mean code); the rest as ``march_visible``. Returns weights ``(N, M)``, rgb ``(N, 3)``
+        (no background) and the number of samples evaluated, or None where the fused kernel does not serve."""
+        fused = self._fused_density(t)
+        if fused is None or self.color_mlp[0].weight.dtype != torch.float32:
+            return None
+        ext, weights = fused
+        first, second, third = self.color_mlp[0], self.color_mlp[2], self.color_mlp[4]
+        geo = self.density_mlp[-1].out_features - 1
+        # what a ray's direction and code add to the colour MLP's first layer: once per ray, not per sample
+        per_ray = [self.dir_encoding(view_dirs).float()]
+        if self.appearance_dim:
+            per_ray.append((self.mean_code().expand(len(t), -1) if code is None else code).float())
+        ray_in = F.linear(torch.cat(per_ray, -1), first.weight[:, geo:], first.bias)
+        last = self.density_mlp[-1]
+        color = [last.weight.t().contiguous(), last.bias, first.weight[:, :geo].t().contiguous(),
+                 second.weight.t().contiguous(), second.bias, third.weight.t().contiguous(), third.bias]
+        w, rgb, evaluated = ext.march_render(origins.contiguous(), directions.contiguous(), t.contiguous(),
+                                             delta.contiguous(), mask.contiguous(), weights, self.encoding.table_size,
+                                             self.contract, [c.detach().contiguous() for c in color],
+                                             ray_in.contiguous(), float(max_tau), float(min_od))
+        return w, rgb, int(evaluated)
+
+    def _fused_density(self, x):
+        """``(extension, weights)`` when the fused density serves points like ``x``: no gradient (nor
+        autocast) wanted, the CPU in float32, every level at full weight (camera refinement's
+        coarse-to-fine stays eager); else None."""
+        enc, first, last = self.encoding, self.density_mlp[0], self.density_mlp[-1]
+        if (torch.is_grad_enabled() or self.level_scale is not None or torch.is_autocast_enabled("cpu")
+                or not kernels.applies(x, enc.table) or first.weight.dtype != torch.float32
+                or enc.n_features != 2 or enc.n_levels > 32 or self.width > 256):
+            return None
+        ext = kernels.extension()
+        if ext is None:
+            return None
+        weights = [enc.aabb.contiguous(), enc.res, enc.offsets, enc.dense, enc.table.detach().contiguous(),
+                   first.weight.detach().t().contiguous(), first.bias.detach(),
+                   torch.cat([last.weight.detach()[0], last.bias.detach()[:1]])]
+        return ext, weights
 
     def forward(self, x, d, code=None):
         """Args: x, d ``(N, 3)``; code: ``(N, appearance_dim)`` or None (the mean training code), for

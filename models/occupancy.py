@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models import kernels
 from models.contraction import CONTRACTED_RADIUS, contract, uncontract, world_length_scale
 
 
@@ -71,7 +72,12 @@ class OccupancyGrid(nn.Module):
         rays ``(N, 3)`` and distances ``t`` ``(N, M)`` (the marchers' lookup). A bounded grid takes the
         cell index straight from ``t`` in grid units, with no point tensor and no boolean gathers; points
         outside its box are clamped to the border cells, so mask them by the ray's range. A contracted
-        grid contracts the points first (they all lie in its box)."""
+        grid contracts the points first (they all lie in its box). On the CPU, one fused C++ loop
+        (``models/kernels.py``) where it is built: the same cells."""
+        ext = kernels.extension() if kernels.applies(t, self.opacity) else None
+        if ext is not None:
+            return ext.occupied_along(origins.contiguous(), directions.contiguous(), t.contiguous(), self.occupied,
+                                      self.aabb.contiguous(), self.resolution, self.contracted)
         if self.contracted:
             return self.query((origins[:, None] + directions[:, None] * t[..., None]).view(-1, 3)).view(t.shape)
         R = self.resolution

@@ -1,5 +1,6 @@
 """The fused CPU hash encoding (models/kernels.py) against the eager one: values, gradients, the
 fallback when it cannot be built, and training runs that match at equal steps."""
+import math
 import os
 import time
 
@@ -130,6 +131,117 @@ def test_a_failed_build_says_one_line_and_gives_eager_results(kernel_state, monk
     assert "eager" in err[0] and "more detail" not in err[0]
     assert torch.equal(first, enc.forward_eager(x)) and torch.equal(second, first)
     assert type(first.grad_fn).__name__ != "HashEncodeBackward"
+
+
+def _random_field(unbounded, appearance_dim=0):
+    """A fast-path field with random weights (so densities vary and colours differ from point to point)."""
+    torch.manual_seed(3)
+    box = [-2.0] * 3 + [2.0] * 3 if unbounded else [-1.5] * 3 + [1.5] * 3
+    f = build_fields({"fast": True, "aabb": box, "grid_resolution": 16, "hash_levels": 8, "hash_log2_size": 12,
+                      "hash_max_res": 256, "unbounded": unbounded, "appearance_dim": appearance_dim,
+                      "n_train_images": 5})["coarse"]
+    with torch.no_grad():
+        f.encoding.table.uniform_(-1, 1)
+        for p in [*f.density_mlp.parameters(), *f.color_mlp.parameters()]:
+            p.normal_(0, 0.3)
+        f.density_mlp[-1].bias[0] += 2.5  # dense enough that rays end inside the scene
+        if appearance_dim:
+            f.appearance.weight.normal_(0, 0.5)
+    return f
+
+
+def _marched(f, unbounded, n=300):
+    """Rays from inside the scene, marched through an all-occupied grid: rays, t, dt, mask (N, M)."""
+    from models.marching import march, march_unbounded
+    from models.occupancy import OccupancyGrid
+    from utils.rays import Rays
+
+    gen = torch.Generator().manual_seed(4)
+    o = torch.randn(n, 3, generator=gen) * 0.3
+    d = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=-1)
+    rays = Rays(o, d, torch.full((n, 1), 0.05), torch.full((n, 1), 100.0 if unbounded else 4.0))
+    grid = OccupancyGrid(f.encoding.aabb.flatten().tolist(), resolution=16, step_size=0.02, contracted=unbounded)
+    t, dt, mask = (march_unbounded if unbounded else march)(rays, grid, 0.02, perturb=True)
+    mask &= torch.rand(mask.shape, generator=gen) < 0.8  # some empty cells along the way
+    return rays, t, dt, mask
+
+
+@pytest.mark.parametrize("unbounded", [False, True])
+def test_fused_density_equals_eager(ext, unbounded):
+    """query_density without gradients runs as one C++ pass: the eager values to float rounding (points
+    outside the box: 0), and with gradients (or level weights) the eager code runs."""
+    f = _random_field(unbounded)
+    x = torch.randn(4000, 3) * 1.5
+    with torch.no_grad():
+        fused = f.query_density(x)
+        kernels.set_mode("eager")
+        eager = f.query_density(x)
+        kernels.set_mode("auto")
+    assert (eager > 0).any() and ((eager == 0).any() or unbounded)  # contracted points are all inside
+    assert torch.allclose(fused, eager, rtol=1e-4, atol=1e-6)
+    assert f.query_density(x).grad_fn is not None  # training's own calls keep their gradients
+    f.set_level_weights(torch.linspace(0, 1, f.encoding.n_levels))
+    with torch.no_grad():
+        assert f._fused_density(x) is None
+
+
+@pytest.mark.parametrize("unbounded", [False, True])
+def test_fused_sample_picking_equals_eager(ext, unbounded):
+    """Training's gradient-free pass (marching._visible_samples): the same samples kept, with and
+    without --alpha_threshold's faint-sample skip."""
+    from models.marching import _visible_samples
+
+    f = _random_field(unbounded)
+    rays, t, dt, mask = _marched(f, unbounded)
+    for min_od in (0.0, -math.log1p(-0.01)):
+        with torch.no_grad():
+            fused = _visible_samples(f, rays, t, dt, mask, 1e-4, min_od=min_od)
+            kernels.set_mode("eager")
+            eager = _visible_samples(f, rays, t, dt, mask, 1e-4, min_od=min_od)
+            kernels.set_mode("auto")
+        stopped = (mask & ~eager).any(1)  # rays whose end or faint samples were dropped
+        assert 0 < eager.sum() < mask.sum() and stopped.any()
+        assert (fused != eager).sum() <= 1e-4 * mask.numel()  # a sample on the threshold may tip
+
+
+@pytest.mark.parametrize("unbounded,appearance", [(False, False), (True, False), (True, True)])
+def test_fused_rendering_equals_eager(ext, unbounded, appearance):
+    """Inference's one pass (marching._render_one_pass): weights and colours to float rounding, the
+    mean appearance code and per-ray codes alike; fewer samples evaluated (each ray stops at its end)."""
+    from models.marching import _render_one_pass
+
+    f = _random_field(unbounded, appearance_dim=4 if appearance else 0)
+    rays, t, dt, mask = _marched(f, unbounded)
+    codes = [None, f.appearance(torch.arange(len(t)) % 5)] if appearance else [None]
+    for code in codes:
+        with torch.no_grad():
+            w, rgb, n = _render_one_pass(f, rays, t, dt, mask, 1e-4, code, min_od=0.01)
+            kernels.set_mode("eager")
+            w_e, rgb_e, n_e = _render_one_pass(f, rays, t, dt, mask, 1e-4, code, min_od=0.01)
+            kernels.set_mode("auto")
+        assert rgb_e.std() > 0.05 and (w_e.sum(1) > 0.99).any()
+        assert (w - w_e).abs().max() < 1e-5 and (rgb - rgb_e).abs().max() < 1e-5
+        assert n < n_e
+
+
+@pytest.mark.parametrize("contracted", [False, True])
+def test_fused_occupancy_lookup_equals_eager(ext, contracted):
+    """The marchers' grid lookup (OccupancyGrid.occupied_along) as one loop: the same cells."""
+    from models.occupancy import OccupancyGrid
+
+    torch.manual_seed(5)
+    box = [-2.0] * 3 + [2.0] * 3 if contracted else [-1.5] * 3 + [1.5] * 3
+    grid = OccupancyGrid(box, resolution=32, step_size=0.01, contracted=contracted)
+    grid.occupied = torch.rand(32 ** 3) < 0.5
+    o = torch.randn(512, 3) * 0.7
+    d = torch.nn.functional.normalize(torch.randn(512, 3), dim=-1)
+    t = torch.rand(512, 150).sort(1).values * (20 if contracted else 4)  # past the box too
+    fused = grid.occupied_along(o, d, t)
+    kernels.set_mode("eager")
+    eager = grid.occupied_along(o, d, t)
+    kernels.set_mode("auto")
+    assert 0.3 < eager.float().mean() < 0.7
+    assert (fused != eager).sum() <= 1e-4 * eager.numel()  # a point on a cell border may tip
 
 
 def _fit(steps=60):
