@@ -111,11 +111,11 @@ class NGPField(AppearanceCodes, nn.Module):
         None (the mean code); the rest as ``march_visible``. Returns weights ``(N, M)``, rgb ``(N, 3)``
         (no background) and the number of samples evaluated, or None where the fused kernel does not serve."""
         fused = self._fused_density(t)
-        if fused is None or self.color_mlp[0].weight.dtype != torch.float32:
+        geo = self.density_mlp[-1].out_features - 1
+        if fused is None or self.color_mlp[0].weight.dtype != torch.float32 or geo > 256:  # the kernel's buffers
             return None
         ext, weights = fused
         first, second, third = self.color_mlp[0], self.color_mlp[2], self.color_mlp[4]
-        geo = self.density_mlp[-1].out_features - 1
         # what a ray's direction and code add to the colour MLP's first layer: once per ray, not per sample
         per_ray = [self.dir_encoding(view_dirs).float()]
         if self.appearance_dim:

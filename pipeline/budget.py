@@ -20,9 +20,11 @@ SFM_LONG_SIDE = 960  # SfM runs on copies of the frames at most this long (imgs2
 SFM_SECONDS_PER_FRAME = 0.6  # at SFM_LONG_SIDE or less (60 frames of a phone clip: 25 s)
 MIN_TRAIN_SECONDS = 30  # less training than this is no capture: --minutes is refused
 STAGE_OVERHEAD = 8  # loading a checkpoint and a scene, per stage after training
-RENDER_SECONDS_PER_PIXEL = 4e-5  # a fast-path model on the CPU with the fused kernels (held-out views, the
-# video): beer after 3 minutes, 9 views at 360x640 in 86 s, 4.1e-5; after 9.5 minutes 3.1e-5 (held-out
-# views) and 2.3e-5 (the video's frames); SAFETY covers a shorter training
+RENDER_SECONDS_PER_PIXEL = 4e-5  # a model on the CPU (held-out views, the video): the fast path with the
+# fused encoding alone (RESULTS §23) ran 9 views of beer at 360x640 in 86 s after 3 minutes, 4.1e-5; after
+# 9.5 minutes 3.1e-5 (held-out views) and 2.3e-5 (the video's frames); SAFETY covers a shorter training
+FUSED_RENDER_SPEEDUP = 1.6  # a walk around (the fast path) rendered by the fused kernels' one pass per ray
+# (RESULTS §24): 2.2e-5 s a pixel for beer at 272x480 (3-minute model), held-out views at 360x640 in half the estimate
 VIEW_FRACTION = 0.5  # the view size (held-out scores, the video, the viewer): half the frames' by default ...
 HELDOUT_SHARE = 0.12  # ... capped so that the held-out views at that size take at most this share of --minutes
 VIDEO_SHARE = 0.12  # the circle video at the view size when its frames fit this share, else smaller
@@ -77,13 +79,19 @@ def fit_pixels(wh, pixels, floor_wh=None):
     return out
 
 
-def view_sizes(frames_wh, n_held, budget_seconds, small_wh, gpu, asked=None):
+def render_speedup(gpu, fused=False):
+    """How many times faster than ``RENDER_SECONDS_PER_PIXEL`` the renders go: ``GPU_SPEEDUP`` on a GPU,
+    ``FUSED_RENDER_SPEEDUP`` for a fast-path model with the fused CPU kernels (``fused``), else 1."""
+    return GPU_SPEEDUP if gpu else FUSED_RENDER_SPEEDUP if fused else 1.0
+
+
+def view_sizes(frames_wh, n_held, budget_seconds, small_wh, gpu, asked=None, fused=False):
     """``(view_wh, video_wh)``: the size the held-out views are scored and shown at, and the circle
     video's. The view size is ``asked`` (``--view_size``) or half the frames', the latter capped so the
     held-out views render within ``HELDOUT_SHARE`` of the budget; the video is at the view size when
     its ``PATH_FRAMES`` fit ``VIDEO_SHARE``, else at the largest size that does. Neither is smaller
-    than ``small_wh``, the thumbnail size (``training_wh``), unless asked."""
-    seconds_per_pixel = RENDER_SECONDS_PER_PIXEL / (GPU_SPEEDUP if gpu else 1)
+    than ``small_wh``, the thumbnail size (``training_wh``), unless asked. ``fused``: see ``render_speedup``."""
+    seconds_per_pixel = RENDER_SECONDS_PER_PIXEL / render_speedup(gpu, fused)
     if asked is not None:
         view = list(asked)
     else:
@@ -102,19 +110,20 @@ def mesh_size(train_seconds, gpu):
     return (64, 8) if train_seconds < 180 else (96, 12) if train_seconds < 480 else (128, 16)
 
 
-def after_training_seconds(n_views, n_held, img_wh, walk_around, train_seconds, gpu, view_wh=None, video_wh=None):
+def after_training_seconds(n_views, n_held, img_wh, walk_around, train_seconds, gpu, view_wh=None, video_wh=None,
+                           fused=False):
     """Estimated seconds of the stages after training: held-out views (at ``img_wh``, the thumbnail
     size, and at ``view_wh``), the video (at ``video_wh``), the mesh (its views at ``img_wh``), report.
-    Sizes left out are ``img_wh``."""
+    Sizes left out are ``img_wh``; ``fused``: see ``render_speedup``."""
     pixels = img_wh[0] * img_wh[1]
     view_px = pixels if view_wh is None else view_wh[0] * view_wh[1]
     video_px = pixels if video_wh is None else video_wh[0] * video_wh[1]
-    speed = GPU_SPEEDUP if gpu else 1
+    speed = render_speedup(gpu, fused)
     render = (n_held * (pixels + view_px) + PATH_FRAMES * video_px) * RENDER_SECONDS_PER_PIXEL / speed
     mesh = 0.0
     if walk_around:
         N, views = mesh_size(train_seconds, gpu)
-        mesh = N ** 3 * MESH_SECONDS_PER_VOXEL / speed + views * pixels * RENDER_SECONDS_PER_PIXEL / speed
+        mesh = N ** 3 * MESH_SECONDS_PER_VOXEL / (GPU_SPEEDUP if gpu else 1) + views * pixels * RENDER_SECONDS_PER_PIXEL / speed
     return SAFETY * (render + mesh + REPORT_SECONDS + 3 * STAGE_OVERHEAD)
 
 

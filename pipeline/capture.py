@@ -45,9 +45,9 @@ import numpy as np
 
 from datasets.image_utils import check_img_wh, list_images
 from export.report import viewer_command
-from pipeline.budget import (GPU_SPEEDUP, MIN_TRAIN_SECONDS, RENDER_SECONDS_PER_PIXEL, SFM_LONG_SIDE, STEPS_PER_SECOND,
+from pipeline.budget import (MIN_TRAIN_SECONDS, RENDER_SECONDS_PER_PIXEL, SFM_LONG_SIDE, STEPS_PER_SECOND,
                              VAL_SHARE, VAL_STEPS, VIEW_FRACTION, after_training_seconds, fmt_time, mesh_size, on_gpu,
-                             sfm_seconds, smallest_minutes, training_wh, view_sizes)
+                             render_speedup, sfm_seconds, smallest_minutes, training_wh, view_sizes)
 from pipeline.inputs import check_out_dir, describe_input, write_manifest
 from process_data.colmap_sfm import SFM_LOG, aspect_wh, recommended_training, summarize_tries
 from utils.errors import UserError
@@ -182,7 +182,8 @@ class Capture:
             return
         _, _, size = self.scene_info()
         small = plan.get("thumbnail_wh", plan["img_wh"])
-        plan["view_wh"], plan["video_wh"] = view_sizes(size, plan["n_held_out"], self.budget, small, self.gpu, asked=asked)
+        plan["view_wh"], plan["video_wh"] = view_sizes(size, plan["n_held_out"], self.budget, small, self.gpu, asked=asked,
+                                                       fused=self.fused_renders(plan["walk_around"]))
         for stage in ("heldout", "video", "report"):
             self.manifest["stages"].pop(stage, None)
         write_manifest(self.out, self.manifest)
@@ -301,9 +302,11 @@ class Capture:
         n_held = len(range(0, n_views, 8))
         asked = self.args.view_size
 
+        fused = self.fused_renders(rec["walk_around"])
+
         def after(small, secs):
-            views = view_sizes(size, n_held, self.budget, small, self.gpu, asked=asked)
-            return after_training_seconds(n_views, n_held, small, rec["walk_around"], secs, self.gpu, *views)
+            views = view_sizes(size, n_held, self.budget, small, self.gpu, asked=asked, fused=fused)
+            return after_training_seconds(n_views, n_held, small, rec["walk_around"], secs, self.gpu, *views, fused=fused)
 
         left = self.left()
         # the thumbnail size depends on the training time and the time after training on the size: two rounds settle it
@@ -317,7 +320,7 @@ class Capture:
                             f"{fmt_time(used)} and rendering, mesh and report need about {fmt_time(after(small, 0))}, "
                             f"leaving under {MIN_TRAIN_SECONDS} s of training; the smallest that fits is --minutes "
                             f"{smallest_minutes(need):g} (the poses are kept: run again with it)")
-        view_wh, video_wh = view_sizes(size, n_held, self.budget, small, self.gpu, asked=asked)
+        view_wh, video_wh = view_sizes(size, n_held, self.budget, small, self.gpu, asked=asked, fused=fused)
         wh = self.args.img_wh or (view_wh if rec["walk_around"] and not self.gpu else small)
         model = rec["flags"] or ([] if self.gpu else TINY_VANILLA)
         argv = ["--dataset_name", "llff", "--root_dir", SCENE, "--img_wh", *wh, *model,
@@ -337,12 +340,26 @@ class Capture:
                  + ("" if video_wh == view_wh else " (the view size would not fit --minutes)"))
         return plan
 
+    def fused_renders(self, walk_around):
+        """Whether the renders after training run on the fused CPU kernels (``budget.render_speedup``): a walk
+        around (the fast path) on the CPU, without ``--kernels eager``, where the kernels build (here, once:
+        the first build takes ~30 s that training would take otherwise; later runs load it from the cache)."""
+        if self.gpu or not walk_around:
+            return False
+        if getattr(self, "_fused", None) is None:
+            from models import kernels
+
+            asked = [a.split("=", 1)[1] for a in self.extra if a.startswith("--kernels=")]
+            asked += [b for a, b in zip(self.extra, self.extra[1:]) if a == "--kernels"]
+            self._fused = "eager" not in asked and kernels.extension() is not None
+        return self._fused
+
     def val_every(self, wh, n_train, train_s, fast):
         """train.py's --val_every (in epochs): every VAL_STEPS steps (each writes last.ckpt, where a
         run resumes), or less often when validating at ``wh`` would take over VAL_SHARE of training."""
         batch = 4096 if self.gpu else 512 if fast else 1024  # the fast path's CPU preset, the tiny vanilla model
         steps_per_epoch = math.ceil(n_train * wh[0] * wh[1] / batch)
-        seconds = VAL_NUM * wh[0] * wh[1] * RENDER_SECONDS_PER_PIXEL / (GPU_SPEEDUP if self.gpu else 1)
+        seconds = VAL_NUM * wh[0] * wh[1] * RENDER_SECONDS_PER_PIXEL / render_speedup(self.gpu, self.fused_renders(fast))
         most = max(1.0, VAL_SHARE * train_s / seconds)  # validations that fit the share
         steps = max(VAL_STEPS * (5 if self.gpu else 1), train_s * STEPS_PER_SECOND / most)
         return min(1.0, steps / steps_per_epoch)

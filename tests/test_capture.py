@@ -385,7 +385,7 @@ def test_validation_is_spaced_at_a_large_training_size():
     import math
     from argparse import Namespace
 
-    from pipeline.budget import RENDER_SECONDS_PER_PIXEL, STEPS_PER_SECOND, VAL_SHARE
+    from pipeline.budget import RENDER_SECONDS_PER_PIXEL, STEPS_PER_SECOND, VAL_SHARE, render_speedup
     from pipeline.capture import VAL_NUM, Capture
 
     cap = Capture(Namespace(minutes=15.0, out="x"), [])
@@ -397,7 +397,35 @@ def test_validation_is_spaced_at_a_large_training_size():
     assert steps([64, 114]) == pytest.approx(300, rel=0.01)
     every = steps([360, 640])
     validations = 540 * STEPS_PER_SECOND / every
-    assert every > 3000 and validations * VAL_NUM * 360 * 640 * RENDER_SECONDS_PER_PIXEL <= VAL_SHARE * 540 * 1.01
+    seconds = VAL_NUM * 360 * 640 * RENDER_SECONDS_PER_PIXEL / render_speedup(False, cap.fused_renders(True))
+    assert every > 2000 and validations * seconds <= VAL_SHARE * 540 * 1.01
+
+
+def test_fused_renders_leave_more_of_the_budget(monkeypatch):
+    """A walk around rendered by the fused kernels (RESULTS §24) is budgeted at their speed: a larger video
+    and less time after training; --kernels eager, a forward-facing capture or a failed build keep the
+    cautious estimate."""
+    from argparse import Namespace
+
+    from models import kernels
+    from pipeline.budget import FUSED_RENDER_SPEEDUP, after_training_seconds, render_speedup, view_sizes
+    from pipeline.capture import Capture
+
+    assert render_speedup(False, fused=True) == FUSED_RENDER_SPEEDUP > 1 and render_speedup(False) == 1
+    _, video = view_sizes((720, 1280), 8, 900, [68, 121], gpu=False)
+    _, fused_video = view_sizes((720, 1280), 8, 900, [68, 121], gpu=False, fused=True)
+    assert fused_video[0] > video[0]
+    plain = after_training_seconds(60, 8, [68, 121], True, 600, False, [360, 640], video)
+    fused = after_training_seconds(60, 8, [68, 121], True, 600, False, [360, 640], video, fused=True)
+    assert fused < plain
+    monkeypatch.setattr(kernels, "extension", lambda: object())  # built
+    cap = Capture(Namespace(minutes=15.0, out="x"), [])
+    cap.gpu = False
+    assert cap.fused_renders(True) and not cap.fused_renders(False)
+    for extra in (["--kernels", "eager"], ["--kernels=eager"]):
+        assert not Capture(Namespace(minutes=15.0, out="x"), extra).fused_renders(True)
+    monkeypatch.setattr(kernels, "extension", lambda: None)  # no compiler
+    assert not Capture(Namespace(minutes=15.0, out="x"), []).fused_renders(True)
 
 
 def test_psnr_curve_joins_resumed_runs(tmp_path):
