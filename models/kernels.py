@@ -134,14 +134,32 @@ static Density density_of(const std::vector<torch::Tensor>& f, int64_t table_siz
           f[5].data_ptr<float>(), f[6].data_ptr<float>(), f[7].data_ptr<float>(), f[6].size(0), contract};
 }
 
+// out (n_out,) = b (n_out,) + x (n_in,) @ wt (n_in, n_out): a layer with its weight transposed, summed over
+// the inputs so that the inner loop runs along the outputs (SIMD).
+static inline void layer(const float* x, int64_t n_in, const float* wt, const float* b, int64_t n_out, float* out) {
+  for (int64_t o = 0; o < n_out; ++o) out[o] = b[o];
+  for (int64_t i = 0; i < n_in; ++i) {
+    const float xi = x[i]; const float* wi = wt + i * n_out;
+    for (int64_t o = 0; o < n_out; ++o) out[o] += wi[o] * xi;
+  }
+}
+
+// The point at distance t along ray n of origins O and directions D (N, 3).
+static inline void point_on_ray(const float* O, const float* D, int64_t n, float t, float x[3]) {
+  for (int a = 0; a < 3; ++a) x[a] = O[n * 3 + a] + D[n * 3 + a] * t;
+}
+
+// models.contraction.contract, in place.
+static inline void contract_point(float x[3]) {
+  const float r = std::sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]);
+  if (r > 1.f) { const float s = (2.f - 1.f / r) / r; x[0] *= s; x[1] *= s; x[2] *= s; }
+}
+
 // The density MLP's hidden layer, ReLU applied, at point p into h (width,); false (h untouched) when p is
 // outside the box, where the density is 0.
 static inline bool hidden_at(const Density& F, const float p[3], float* h) {
   float x[3] = {p[0], p[1], p[2]};
-  if (F.contract) {  // models.contraction.contract
-    const float r = std::sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]);
-    if (r > 1.f) { const float s = (2.f - 1.f / r) / r; x[0] *= s; x[1] *= s; x[2] *= s; }
-  }
+  if (F.contract) contract_point(x);
   float u[3];
   for (int a = 0; a < 3; ++a) {
     if (!(x[a] >= F.box[a] && x[a] <= F.box[3 + a])) return false;
@@ -155,11 +173,7 @@ static inline bool hidden_at(const Density& F, const float p[3], float* h) {
     for (int k = 0; k < 8; ++k) { a0 += w[k] * F.table[idx[k] * 2]; a1 += w[k] * F.table[idx[k] * 2 + 1]; }
     feat[2 * l] = a0; feat[2 * l + 1] = a1;
   }
-  for (int64_t o = 0; o < W; ++o) h[o] = F.b1[o];
-  for (int64_t i = 0; i < 2 * L; ++i) {  // over the inputs, so the inner loop runs along the outputs (SIMD)
-    const float fi = feat[i]; const float* wi = F.w1t + i * W;
-    for (int64_t o = 0; o < W; ++o) h[o] += wi[o] * fi;
-  }
+  layer(feat, 2 * L, F.w1t, F.b1, W, h);
   for (int64_t o = 0; o < W; ++o) h[o] = std::max(h[o], 0.f);
   return true;
 }
@@ -170,15 +184,6 @@ static inline float density_at(const Density& F, const float p[3]) {
   float s = F.w2[F.width];
   for (int64_t o = 0; o < F.width; ++o) s += F.w2[o] * h[o];
   return std::exp(s);
-}
-
-// out (n_out,) = b (n_out,) + x (n_in,) @ wt (n_in, n_out): a layer with its weight transposed.
-static inline void layer(const float* x, int64_t n_in, const float* wt, const float* b, int64_t n_out, float* out) {
-  for (int64_t o = 0; o < n_out; ++o) out[o] = b[o];
-  for (int64_t i = 0; i < n_in; ++i) {
-    const float xi = x[i]; const float* wi = wt + i * n_out;
-    for (int64_t o = 0; o < n_out; ++o) out[o] += wi[o] * xi;
-  }
 }
 
 // Densities (N,) at points x (N, 3).
@@ -211,7 +216,8 @@ torch::Tensor march_density(torch::Tensor o, torch::Tensor d, torch::Tensor t, t
     for (int64_t j = 0; j < M && tau < tau_max; ++j) {
       const int64_t i = n * M + j;
       if (!MK[i]) continue;
-      const float p[3] = {O[n * 3] + D[n * 3] * T[i], O[n * 3 + 1] + D[n * 3 + 1] * T[i], O[n * 3 + 2] + D[n * 3 + 2] * T[i]};
+      float p[3];
+      point_on_ray(O, D, n, T[i], p);
       float od = density_at(F, p) * DL[i];
       if (od < od_min) od = 0.f;  // a faint sample counts as empty (marching._skip_faint)
       K[i] = od >= od_min;
@@ -235,11 +241,11 @@ torch::Tensor occupied_along(torch::Tensor o, torch::Tensor d, torch::Tensor t, 
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t j = 0; j < M; ++j) {
       const float tt = T[n * M + j];
-      float x[3] = {O[n * 3] + D[n * 3] * tt, O[n * 3 + 1] + D[n * 3 + 1] * tt, O[n * 3 + 2] + D[n * 3 + 2] * tt};
       int64_t ijk[3]; bool inside = true;
       if (contracted) {  // as OccupancyGrid.query: contract, then the cell of u in [0, 1)
-        const float r = std::sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]);
-        if (r > 1.f) { const float s = (2.f - 1.f / r) / r; x[0] *= s; x[1] *= s; x[2] *= s; }
+        float x[3];
+        point_on_ray(O, D, n, tt, x);
+        contract_point(x);
         for (int a = 0; a < 3; ++a) {
           const float u = (x[a] - B[a]) / (B[3 + a] - B[a]);
           inside = inside && u >= 0.f && u < 1.f;
@@ -290,7 +296,8 @@ std::vector<torch::Tensor> march_render(torch::Tensor o, torch::Tensor d, torch:
       const int64_t i = n * M + j;
       if (!MK[i]) continue;
       ++evaluated;
-      const float p[3] = {O[n * 3] + D[n * 3] * T[i], O[n * 3 + 1] + D[n * 3 + 1] * T[i], O[n * 3 + 2] + D[n * 3 + 2] * T[i]};
+      float p[3];
+      point_on_ray(O, D, n, T[i], p);
       if (!hidden_at(F, p, h)) continue;  // no density: weight 0
       layer(h, W, w2t, b2, 1 + G, out);
       float od = std::exp(out[0]) * DL[i];
@@ -298,11 +305,7 @@ std::vector<torch::Tensor> march_render(torch::Tensor o, torch::Tensor d, torch:
       const float w = std::exp(-tau) * (1.f - std::exp(-od));  // T_i * alpha_i
       WT[i] = w;
       tau += od;
-      for (int64_t c = 0; c < C; ++c) c1[c] = RI[n * C + c];
-      for (int64_t k = 0; k < G; ++k) {
-        const float g = out[1 + k]; const float* wk = c1t + k * C;
-        for (int64_t c = 0; c < C; ++c) c1[c] += wk[c] * g;
-      }
+      layer(out + 1, G, c1t, RI + n * C, C, c1);  // the geometry features on top of the ray's part
       for (int64_t c = 0; c < C; ++c) c1[c] = std::max(c1[c], 0.f);
       layer(c1, C, c2t, c2b, C, c2);
       for (int64_t c = 0; c < C; ++c) c2[c] = std::max(c2[c], 0.f);

@@ -301,8 +301,7 @@ class Capture:
         rec, n_views, size = self.scene_info()
         n_held = len(range(0, n_views, 8))
         asked = self.args.view_size
-
-        fused = self.fused_renders(rec["walk_around"])
+        fused = self.fused_renders(rec["walk_around"])  # before the clock is read: a first build takes ~30 s
 
         def after(small, secs):
             views = view_sizes(size, n_held, self.budget, small, self.gpu, asked=asked, fused=fused)
