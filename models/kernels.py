@@ -119,19 +119,58 @@ torch::Tensor hash_backward(torch::Tensor u, torch::Tensor grad, torch::Tensor r
   return gt;
 }
 
+// The points' gradient (N, 3) from grad (N, L * 2): camera refinement moves the points. Per level, the
+// trilinear weight of corner k along axis a is (1 - f_a) or f_a with f_a = res * u_a - cell_a, so its
+// derivative is -res or +res times the other two axes' factors; each corner adds that times its features
+// dotted with the level's gradient. One point per iteration: no two threads write the same row.
+torch::Tensor hash_backward_points(torch::Tensor u, torch::Tensor grad, torch::Tensor table, torch::Tensor res,
+                                   torch::Tensor offsets, torch::Tensor dense, int64_t table_size) {
+  const Levels lv = levels_of(res, offsets, dense, table_size);
+  const int64_t N = u.size(0), L = lv.L;
+  auto gu = torch::zeros({N, 3}, u.options());
+  const float* U = u.data_ptr<float>(); const float* G = grad.data_ptr<float>(); const float* TB = table.data_ptr<float>();
+  float* GU = gu.data_ptr<float>();
+  #pragma omp parallel for schedule(static) num_threads(at::get_num_threads())
+  for (int64_t n = 0; n < N; ++n) {
+    uint32_t idx[8]; float w[8]; float acc[3] = {0.f, 0.f, 0.f};
+    const float* un = U + n * 3;
+    for (int64_t l = 0; l < L; ++l) {
+      const float g0 = G[(n * L + l) * 2], g1 = G[(n * L + l) * 2 + 1];
+      corners(lv, un, l, idx, w);
+      const float r = lv.res[l]; float f[3];
+      for (int a = 0; a < 3; ++a) { const float p = r * un[a]; f[a] = p - std::min(std::floor(p), r - 1.f); }
+      float d[3] = {0.f, 0.f, 0.f};
+      for (int k = 0; k < 8; ++k) {
+        const float dot = g0 * TB[idx[k] * 2] + g1 * TB[idx[k] * 2 + 1];
+        const int b[3] = {(k >> 2) & 1, (k >> 1) & 1, k & 1};
+        float axis[3];
+        for (int a = 0; a < 3; ++a) axis[a] = b[a] ? f[a] : 1.f - f[a];
+        d[0] += dot * (b[0] ? 1.f : -1.f) * axis[1] * axis[2];
+        d[1] += dot * (b[1] ? 1.f : -1.f) * axis[0] * axis[2];
+        d[2] += dot * (b[2] ? 1.f : -1.f) * axis[0] * axis[1];
+      }
+      for (int a = 0; a < 3; ++a) acc[a] += r * d[a];
+    }
+    for (int a = 0; a < 3; ++a) GU[n * 3 + a] = acc[a];
+  }
+  return gu;
+}
+
 // The fast path's density (models.ngp.NGPField.query_density) at one point, every step in registers:
 // contraction, the box, the encoding, the 64-unit layer (ReLU), the output's first row, exp.
 constexpr int64_t MAX_LEVELS = 32, MAX_WIDTH = 256;  // the Python side checks the field against these
 struct Density {
   Levels lv; const float* table; const float* box; const float* w1t; const float* b1; const float* w2;
-  int64_t width; bool contract;
+  int64_t width; bool contract; const float* scale;
 };
 
 // field: box (2, 3), res, offsets, dense, table (rows, 2), w1t (L * 2, width) the first layer transposed,
-// b1 (width,), w2 (width + 1,) the output's first row and its bias.
+// b1 (width,), w2 (width + 1,) the output's first row and its bias; then, optionally, scale (L * 2,) each
+// feature's level weight (NGPField.set_level_weights: camera refinement's coarse to fine).
 static Density density_of(const std::vector<torch::Tensor>& f, int64_t table_size, bool contract) {
   return {levels_of(f[1], f[2], f[3], table_size), f[4].data_ptr<float>(), f[0].data_ptr<float>(),
-          f[5].data_ptr<float>(), f[6].data_ptr<float>(), f[7].data_ptr<float>(), f[6].size(0), contract};
+          f[5].data_ptr<float>(), f[6].data_ptr<float>(), f[7].data_ptr<float>(), f[6].size(0), contract,
+          f.size() > 8 ? f[8].data_ptr<float>() : nullptr};
 }
 
 // out (n_out,) = b (n_out,) + x (n_in,) @ wt (n_in, n_out): a layer with its weight transposed, summed over
@@ -173,6 +212,7 @@ static inline bool hidden_at(const Density& F, const float p[3], float* h) {
     for (int k = 0; k < 8; ++k) { a0 += w[k] * F.table[idx[k] * 2]; a1 += w[k] * F.table[idx[k] * 2 + 1]; }
     feat[2 * l] = a0; feat[2 * l + 1] = a1;
   }
+  if (F.scale) for (int64_t i = 0; i < 2 * L; ++i) feat[i] *= F.scale[i];
   layer(feat, 2 * L, F.w1t, F.b1, W, h);
   for (int64_t o = 0; o < W; ++o) h[o] = std::max(h[o], 0.f);
   return true;
@@ -366,7 +406,7 @@ def build():
     if bindir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     return cpp_extension.load_inline(
-        name, cpp_sources=SOURCE, functions=["hash_forward", "hash_backward", "density_points", "march_density", "march_render", "occupied_along"],
+        name, cpp_sources=SOURCE, functions=["hash_forward", "hash_backward", "hash_backward_points", "density_points", "march_density", "march_render", "occupied_along"],
         extra_cflags=["-O3", "-fopenmp", "-march=native"], extra_ldflags=["-fopenmp"], verbose=False)
 
 
@@ -404,26 +444,29 @@ def extension():
 
 
 def applies(x, table):
-    """Whether the fused encoding can serve points ``x`` with ``table``: CPU, float32, no gradient for x."""
+    """Whether the fused encoding can serve points ``x`` with ``table``: CPU, float32."""
     return (_state["mode"] == "auto" and x.device.type == "cpu" and table.device.type == "cpu"
-            and x.dtype == torch.float32 and table.dtype == torch.float32 and not x.requires_grad)
+            and x.dtype == torch.float32 and table.dtype == torch.float32)
 
 
 class HashEncode(torch.autograd.Function):
-    """``u`` ``(N, 3)`` in the unit cube -> ``(N, L * 2)`` codes, level after level; gradient for the
-    table only (``applies`` keeps points that need one on the eager path)."""
+    """``u`` ``(N, 3)`` in the unit cube -> ``(N, L * 2)`` codes, level after level; gradients for the
+    table and, when they need one (camera refinement moves them), for the points."""
 
     @staticmethod
     def forward(ctx, u, table, ext, res, offsets, dense, table_size):
-        ctx.save_for_backward(u)
+        ctx.save_for_backward(u, table)
         ctx.consts = (ext, res, offsets, dense, table_size, table.shape[0])
         return ext.hash_forward(u, table.contiguous(), res, offsets, dense, table_size)
 
     @staticmethod
     def backward(ctx, grad):
-        (u,) = ctx.saved_tensors
+        u, table = ctx.saved_tensors
         ext, res, offsets, dense, table_size, rows = ctx.consts
-        grad_table = None
+        grad = grad.float().contiguous()
+        grad_u = grad_table = None
+        if ctx.needs_input_grad[0]:
+            grad_u = ext.hash_backward_points(u, grad, table.detach().contiguous(), res, offsets, dense, table_size)
         if ctx.needs_input_grad[1]:
-            grad_table = ext.hash_backward(u, grad.float().contiguous(), res, offsets, dense, table_size, rows)
-        return None, grad_table, None, None, None, None, None
+            grad_table = ext.hash_backward(u, grad, res, offsets, dense, table_size, rows)
+        return grad_u, grad_table, None, None, None, None, None

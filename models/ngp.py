@@ -132,10 +132,10 @@ class NGPField(AppearanceCodes, nn.Module):
 
     def _fused_density(self, x):
         """``(extension, weights)`` when the fused density serves points like ``x``: no gradient (nor
-        autocast) wanted, the CPU in float32, every level at full weight (camera refinement's
-        coarse-to-fine stays eager); else None."""
+        autocast) wanted, the CPU in float32; else None. Level weights (camera refinement's coarse to
+        fine) go in with the weights."""
         enc, first, last = self.encoding, self.density_mlp[0], self.density_mlp[-1]
-        if (torch.is_grad_enabled() or self.level_scale is not None or torch.is_autocast_enabled("cpu")
+        if (torch.is_grad_enabled() or torch.is_autocast_enabled("cpu")
                 or not kernels.applies(x, enc.table) or first.weight.dtype != torch.float32
                 or enc.n_features != 2 or enc.n_levels > 32 or self.width > 256):
             return None
@@ -145,6 +145,8 @@ class NGPField(AppearanceCodes, nn.Module):
         weights = [enc.aabb.contiguous(), enc.res, enc.offsets, enc.dense, enc.table.detach().contiguous(),
                    first.weight.detach().t().contiguous(), first.bias.detach(),
                    torch.cat([last.weight.detach()[0], last.bias.detach()[:1]])]
+        if self.level_scale is not None:
+            weights.append(self.level_scale.float().contiguous())
         return ext, weights
 
     def forward(self, x, d, code=None):

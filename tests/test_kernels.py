@@ -89,13 +89,25 @@ def test_fused_gradient_is_the_same_for_any_thread_count(ext):
     assert torch.equal(grads[0], grads[1]) and torch.equal(grads[0], grads[2])
 
 
-def test_points_that_need_a_gradient_take_the_eager_path(ext):
-    """Camera refinement moves the points: their gradient comes from the eager code."""
-    enc, x = _encoding(), _points(200).requires_grad_()
-    out = enc(x)
-    assert type(out.grad_fn).__name__ != "HashEncodeBackward"
-    out.square().sum().backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0
+def test_points_gradient_equals_eager(ext):
+    """Camera refinement moves the points: the fused backward gives their gradient too, the eager one's
+    to float rounding (points outside the box: 0, the clamp's), beside the same table gradient."""
+    enc, x = _encoding(), _points(2000)
+    grad = torch.randn(len(x), enc.out_channels)
+    results = []
+    for encode in (enc.forward, enc.forward_eager):
+        xi = x.clone().requires_grad_()
+        enc.table.grad = None
+        out = encode(xi)
+        out.backward(grad)
+        results.append((type(out.grad_fn).__name__, xi.grad, enc.table.grad))
+    (kind, gx_fused, gt_fused), (_, gx_eager, gt_eager) = results
+    assert kind == "HashEncodeBackward"
+    scale = gx_eager.abs().max()
+    assert scale > 1 and (gx_eager == 0).any()  # points beyond the box's faces get none
+    assert (gx_fused - gx_eager).abs().max() <= 1e-4 * scale
+    assert torch.equal(gx_fused == 0, gx_eager == 0)
+    assert (gt_fused - gt_eager).abs().max() <= 1e-5 * gt_eager.abs().max()
 
 
 def test_kernels_eager_is_the_pytorch_code(kernel_state):
@@ -169,7 +181,7 @@ def _marched(f, unbounded, n=300):
 @pytest.mark.parametrize("unbounded", [False, True])
 def test_fused_density_equals_eager(ext, unbounded):
     """query_density without gradients runs as one C++ pass: the eager values to float rounding (points
-    outside the box: 0), and with gradients (or level weights) the eager code runs."""
+    outside the box: 0), with level weights too; with gradients the eager code runs."""
     f = _random_field(unbounded)
     x = torch.randn(4000, 3) * 1.5
     with torch.no_grad():
@@ -180,20 +192,30 @@ def test_fused_density_equals_eager(ext, unbounded):
     assert (eager > 0).any() and ((eager == 0).any() or unbounded)  # contracted points are all inside
     assert torch.allclose(fused, eager, rtol=1e-4, atol=1e-6)
     assert f.query_density(x).grad_fn is not None  # training's own calls keep their gradients
-    f.set_level_weights(torch.linspace(0, 1, f.encoding.n_levels))
+    plain = fused
+    f.set_level_weights(torch.linspace(0, 1, f.encoding.n_levels))  # camera refinement's coarse to fine
     with torch.no_grad():
-        assert f._fused_density(x) is None
+        fused = f.query_density(x)
+        kernels.set_mode("eager")
+        eager = f.query_density(x)
+        kernels.set_mode("auto")
+    assert f._fused_density(x) is None  # gradients wanted: eager
+    assert torch.allclose(fused, eager, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(fused, plain, rtol=1e-2)  # the weights were applied
 
 
 @pytest.mark.parametrize("unbounded", [False, True])
 def test_fused_sample_picking_equals_eager(ext, unbounded):
     """Training's gradient-free pass (marching._visible_samples): the same samples kept, with and
-    without --alpha_threshold's faint-sample skip."""
+    without --alpha_threshold's faint-sample skip, and with camera refinement's level weights."""
     from models.marching import _visible_samples
 
     f = _random_field(unbounded)
     rays, t, dt, mask = _marched(f, unbounded)
-    for min_od in (0.0, -math.log1p(-0.01)):
+    for min_od in (0.0, -math.log1p(-0.01), "level weights"):
+        if min_od == "level weights":
+            f.set_level_weights(torch.linspace(0.2, 1, f.encoding.n_levels))
+            min_od = 0.0
         with torch.no_grad():
             fused = _visible_samples(f, rays, t, dt, mask, 1e-4, min_od=min_od)
             kernels.set_mode("eager")
