@@ -141,6 +141,9 @@ def get_parser(description="Train a NeRF (PyTorch Lightning).", training=True):
                                "with the field: for poses from video or photos, which are never exact. eval.py "
                                "then aligns each held-out view's pose (its 6 numbers only, the field frozen) "
                                "before scoring it, and metrics.json says so")
+        cams.add_argument("--no_optimize_cameras", dest="optimize_cameras", action="store_false",
+                          help="undo an --optimize_cameras given earlier on the line (capture.py passes it for a "
+                               "walk around on the CPU)")
         cams.add_argument("--camera_lr", type=float, default=1e-3,
                           help="--optimize_cameras: learning rate of the pose corrections (decays with --lr's schedule)")
         cams.add_argument("--camera_c2f", type=float, default=0.3,

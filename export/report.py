@@ -11,6 +11,7 @@ network, no script or style sheet from elsewhere). The page is written beside it
 into it, so an interrupted run leaves the old report or none.
 """
 import base64
+import functools
 import glob
 import html
 import io
@@ -75,6 +76,15 @@ def figure_png(fig, dpi=110):
 # ---------------------------------------------------------------- held-out views
 
 
+@functools.lru_cache(maxsize=32)
+def held_out_photo(path, wh):
+    """A held-out photo at ``wh`` (a tuple) as float32 ``(H, W, 3)`` in [0, 1], read once for the page's
+    sections that show it (the strips and the detail crops). Callers do not change it."""
+    from datasets.image_utils import read_image
+
+    return read_image(path, wh)
+
+
 def heldout_strips(out_dir, hparams):
     """A JPEG (ground truth | render | depth, enlarged) for each held-out view; ``hparams``: the
     checkpoint's flags (``load_hparams``).
@@ -82,7 +92,6 @@ def heldout_strips(out_dir, hparams):
     Returns ``(metrics, [(jpeg bytes, name, psnr, ssim), ...])`` from ``results/test/metrics.json``."""
     import cv2
 
-    from datasets.image_utils import read_image
     from utils.io import read_pfm
     from utils.visualization import depth_to_rgb
 
@@ -97,7 +106,7 @@ def heldout_strips(out_dir, hparams):
     pngs = sorted(p for p in os.listdir(test) if p.endswith(".png"))
     rows = []
     for view, png in zip(metrics["per_view"], pngs):
-        gt = (read_image(os.path.join(out_dir, "scene", view["image"]), (W, H)) * 255 + 0.5).astype(np.uint8)
+        gt = (held_out_photo(os.path.join(out_dir, "scene", view["image"]), (W, H)) * 255 + 0.5).astype(np.uint8)
         render = cv2.imread(os.path.join(test, png))[:, :, ::-1]
         parts = [gt, render]
         depth_file = os.path.join(test, "depth", os.path.splitext(png)[0] + ".pfm")
@@ -141,7 +150,7 @@ def detail_crops(out_dir, plan):
     photos, renders, thumbs = [], [], []
     for view, png in zip(metrics["per_view"], pngs):
         path = os.path.join(out_dir, "scene", view["image"])
-        photos.append(torch.from_numpy(read_image(path, view_wh)))
+        photos.append(torch.from_numpy(held_out_photo(path, tuple(view_wh))))
         renders.append(torch.from_numpy(read_image(os.path.join(test, png), view_wh)))
         thumbs.append(upscale(torch.from_numpy(read_image(path, train_wh)), view_wh))
     scores = [image_scores(t, p) for t, p in zip(thumbs, photos)]
@@ -400,9 +409,13 @@ def write_report(out_dir, manifest):
                          f"{size}"
                          + (f" (at the thumbnail size, {'x'.join(map(str, small['img_wh']))}: <b id='psnr-thumbnail-size'>"
                             f"{small['psnr']:.2f} dB</b>, SSIM {small['ssim']:.3f})" if small else "")
+                         + (". Camera refinement: each view's pose was aligned to the model (100 steps on its own "
+                            "photo, the model frozen) before it was scored, as nerfstudio and BARF score"
+                            if metrics.get("cameras") else "")
                          + f". Each: ground truth | render | depth.</p>\n{figs}"))
 
     detail = detail_crops(out_dir, plan)
+    held_out_photo.cache_clear()  # read once for this page; the next page reads its own
     if detail is not None:
         png, thumb = detail
         small_size = "x".join(map(str, plan.get("thumbnail_wh", plan["img_wh"])))

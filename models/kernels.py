@@ -4,7 +4,8 @@ C++/OpenMP loops for what costs most on the CPU, each giving the PyTorch code's 
 to float rounding (tests/test_kernels.py):
 
 - the hash encoding (``HashEncoding.forward``): one loop over the points does a point's levels x 8
-  corners (index, trilinear weight, gather) in registers, one loop scatters the gradient into the table;
+  corners (index, trilinear weight, gather) in registers, one loop scatters the gradient into the table,
+  and one gives the points' gradient when they need one (camera refinement, eval.py's pose alignment);
 - the density (``NGPField.query_density`` without gradients: the occupancy grid's refresh, mesh export):
   contraction, box, encoding, the 64-unit layer and the output's first row, per point in registers;
 - training's sample-picking pass (``marching._visible_samples`` through ``NGPField.march_visible``): each
@@ -21,8 +22,8 @@ CPU's model and instruction sets, so a cache shared between machines never runs 
 CPU. Later runs load it in 0.1-0.2 s. When it cannot be built (no compiler, no ninja), the run
 prints one line and goes on with the eager code, which gives the same results.
 
-Where it applies: float32 on the CPU. Points that need a gradient (camera refinement moves them), level
-weights, autocast and GPUs take the eager code.
+Where it applies: float32 on the CPU, camera refinement's level weights included. Autocast and GPUs take the
+eager code.
 """
 import glob
 import hashlib

@@ -28,6 +28,8 @@ FUSED_RENDER_SPEEDUP = 1.6  # a walk around (the fast path) rendered by the fuse
 VIEW_FRACTION = 0.5  # the view size (held-out scores, the video, the viewer): half the frames' by default ...
 HELDOUT_SHARE = 0.12  # ... capped so that the held-out views at that size take at most this share of --minutes
 VIDEO_SHARE = 0.12  # the circle video at the view size when its frames fit this share, else smaller
+ALIGN_SECONDS_PER_VIEW = 4.5  # a held-out view's pose aligned to a refined model (eval.py, 100 steps of 1024 rays,
+# any size; 8 views of beer's clip on the fused kernels: 30-38 s with the model's loading)
 MESH_SECONDS_PER_VOXEL = 6e-6  # TSDF fusion at N_grid^3 (beer at 128^3 and 16 views: 8.9 s in all)
 REPORT_SECONDS = 15
 SAFETY = 1.15  # estimates of the stages after training are multiplied by this
@@ -80,7 +82,8 @@ def fit_pixels(wh, pixels, floor_wh=None):
 
 
 def render_speedup(gpu, fused=False):
-    """How many times faster than ``RENDER_SECONDS_PER_PIXEL`` the renders go: ``GPU_SPEEDUP`` on a GPU,
+    """How many times faster than ``RENDER_SECONDS_PER_PIXEL`` the renders go (and than
+    ``MESH_SECONDS_PER_VOXEL`` the TSDF fusion, ``fused`` False): ``GPU_SPEEDUP`` on a GPU,
     ``FUSED_RENDER_SPEEDUP`` for a fast-path model with the fused CPU kernels (``fused``), else 1."""
     return GPU_SPEEDUP if gpu else FUSED_RENDER_SPEEDUP if fused else 1.0
 
@@ -111,19 +114,22 @@ def mesh_size(train_seconds, gpu):
 
 
 def after_training_seconds(n_views, n_held, img_wh, walk_around, train_seconds, gpu, view_wh=None, video_wh=None,
-                           fused=False):
+                           fused=False, refined=False):
     """Estimated seconds of the stages after training: held-out views (at ``img_wh``, the thumbnail
     size, and at ``view_wh``), the video (at ``video_wh``), the mesh (its views at ``img_wh``), report.
-    Sizes left out are ``img_wh``; ``fused``: see ``render_speedup``."""
+    Sizes left out are ``img_wh``; ``fused``: see ``render_speedup``; ``refined``: a model trained with
+    camera refinement, whose held-out views are aligned before each of their two scorings."""
     pixels = img_wh[0] * img_wh[1]
     view_px = pixels if view_wh is None else view_wh[0] * view_wh[1]
     video_px = pixels if video_wh is None else video_wh[0] * video_wh[1]
     speed = render_speedup(gpu, fused)
     render = (n_held * (pixels + view_px) + PATH_FRAMES * video_px) * RENDER_SECONDS_PER_PIXEL / speed
+    if refined:
+        render += 2 * n_held * ALIGN_SECONDS_PER_VIEW / (GPU_SPEEDUP if gpu else 1)
     mesh = 0.0
     if walk_around:
         N, views = mesh_size(train_seconds, gpu)
-        mesh = N ** 3 * MESH_SECONDS_PER_VOXEL / (GPU_SPEEDUP if gpu else 1) + views * pixels * RENDER_SECONDS_PER_PIXEL / speed
+        mesh = N ** 3 * MESH_SECONDS_PER_VOXEL / render_speedup(gpu) + views * pixels * RENDER_SECONDS_PER_PIXEL / speed
     return SAFETY * (render + mesh + REPORT_SECONDS + 3 * STAGE_OVERHEAD)
 
 

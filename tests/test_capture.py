@@ -132,6 +132,12 @@ def test_capture_resumes_after_kill_and_reports(captured):
     page = (out / "report.html").read_text()
     metrics = json.loads((out / "results" / "test" / "metrics.json").read_text())
     assert f"{metrics['psnr']:.2f} dB" in page and "PSNR" in page
+    # a walk around on the CPU's kernels refines its cameras; its held-out poses are aligned to be scored
+    from models import kernels
+    if kernels.extension() is not None:
+        assert plan["refined"] and "--optimize_cameras" in manifest["stages"]["train"]["commands"][0]
+        assert "aligned" in metrics["cameras"] and "each view's pose was aligned to the model" in page
+        assert "with camera refinement" in first
     links = Links()
     links.feed(page)
     assert len(links.links) >= 8, [link[:60] for link in links.links]
@@ -426,6 +432,30 @@ def test_fused_renders_leave_more_of_the_budget(monkeypatch):
         assert not Capture(Namespace(minutes=15.0, out="x"), extra).fused_renders(True)
     monkeypatch.setattr(kernels, "extension", lambda: None)  # no compiler
     assert not Capture(Namespace(minutes=15.0, out="x"), []).fused_renders(True)
+
+
+def test_walk_around_refines_cameras_where_kernels_build(monkeypatch):
+    """Camera refinement is the default where it won at equal time (RESULTS §25): a walk around on the
+    fused CPU kernels. The extra flags decide otherwise, the last one winning, train.py takes both, and
+    the budget counts the held-out views' alignment (twice: at the view size and the thumbnail size)."""
+    from argparse import Namespace
+
+    from opt import get_opts
+    from pipeline.budget import ALIGN_SECONDS_PER_VIEW, SAFETY, after_training_seconds
+    from pipeline.capture import Capture
+
+    def cap(*extra):
+        return Capture(Namespace(minutes=15.0, out="x"), list(extra))
+
+    assert cap().camera_refinement(True) and not cap().camera_refinement(False)
+    assert not cap("--no_optimize_cameras").camera_refinement(True)
+    assert cap("--optimize_cameras").camera_refinement(False)
+    assert not cap("--optimize_cameras", "--no_optimize_cameras").camera_refinement(True)
+    flags = ["--root_dir", "x", "--optimize_cameras"]
+    assert get_opts(flags).optimize_cameras and not get_opts(flags + ["--no_optimize_cameras"]).optimize_cameras
+    plain = after_training_seconds(60, 8, [68, 121], True, 600, False, [360, 640], [142, 252], fused=True)
+    refined = after_training_seconds(60, 8, [68, 121], True, 600, False, [360, 640], [142, 252], fused=True, refined=True)
+    assert refined - plain == pytest.approx(SAFETY * 2 * 8 * ALIGN_SECONDS_PER_VIEW)
 
 
 def test_psnr_curve_joins_resumed_runs(tmp_path):
