@@ -23,8 +23,9 @@ STAGE_OVERHEAD = 8  # loading a checkpoint and a scene, per stage after training
 RENDER_SECONDS_PER_PIXEL = 4e-5  # a model on the CPU (held-out views, the video): the fast path with the
 # fused encoding alone (RESULTS §23) ran 9 views of beer at 360x640 in 86 s after 3 minutes, 4.1e-5; after
 # 9.5 minutes 3.1e-5 (held-out views) and 2.3e-5 (the video's frames); SAFETY covers a shorter training
-FUSED_RENDER_SPEEDUP = 1.6  # a walk around (the fast path) rendered by the fused kernels' one pass per ray
-# (RESULTS §24): 2.2e-5 s a pixel for beer at 272x480 (3-minute model), held-out views at 360x640 in half the estimate
+FUSED_RENDER_SPEEDUP = 3.0  # a walk around (the fast path) rendered by the fused kernels' one pass per ray
+# (RESULTS §24-25): with the grid lookup fused too, beer's video at 142x252 after 9 minutes took 8.3e-6 s a pixel
+# (4.8x RENDER_SECONDS_PER_PIXEL), its held-out renders about as fast
 VIEW_FRACTION = 0.5  # the view size (held-out scores, the video, the viewer): half the frames' by default ...
 HELDOUT_SHARE = 0.12  # ... capped so that the held-out views at that size take at most this share of --minutes
 VIDEO_SHARE = 0.12  # the circle video at the view size when its frames fit this share, else smaller
