@@ -83,9 +83,9 @@ def fit_pixels(wh, pixels, floor_wh=None):
 
 
 def render_speedup(gpu, fused=False):
-    """How many times faster than ``RENDER_SECONDS_PER_PIXEL`` the renders go (and than
-    ``MESH_SECONDS_PER_VOXEL`` the TSDF fusion, ``fused`` False): ``GPU_SPEEDUP`` on a GPU,
-    ``FUSED_RENDER_SPEEDUP`` for a fast-path model with the fused CPU kernels (``fused``), else 1."""
+    """How many times faster than ``RENDER_SECONDS_PER_PIXEL`` the renders go: ``GPU_SPEEDUP`` on a GPU,
+    ``FUSED_RENDER_SPEEDUP`` for a fast-path model with the fused CPU kernels (``fused``), else 1. With
+    ``fused`` False, also the factor of the TSDF fusion and the held-out alignment (the GPU's or 1)."""
     return GPU_SPEEDUP if gpu else FUSED_RENDER_SPEEDUP if fused else 1.0
 
 
@@ -126,7 +126,7 @@ def after_training_seconds(n_views, n_held, img_wh, walk_around, train_seconds, 
     speed = render_speedup(gpu, fused)
     render = (n_held * (pixels + view_px) + PATH_FRAMES * video_px) * RENDER_SECONDS_PER_PIXEL / speed
     if refined:
-        render += 2 * n_held * ALIGN_SECONDS_PER_VIEW / (GPU_SPEEDUP if gpu else 1)
+        render += 2 * n_held * ALIGN_SECONDS_PER_VIEW / render_speedup(gpu)
     mesh = 0.0
     if walk_around:
         N, views = mesh_size(train_seconds, gpu)
