@@ -152,13 +152,19 @@ class Capture:
         self.stage_report()
         self.summary()
 
-    def check_extra(self):
-        """The options for train.py, checked now (an unknown flag is refused before any work)."""
+    def parse_extra(self, **defaults):
+        """The extra options as train.py's own parser reads them (``--kernels=eager``, the last of two flags
+        winning), ``defaults`` in place of its own: None tells an option the user did not give."""
         from opt import get_parser
 
         parser = get_parser()
+        parser.set_defaults(**defaults)
+        return parser.parse_args(["--root_dir", "x", *self.extra])
+
+    def check_extra(self):
+        """The options for train.py, checked now (an unknown flag is refused before any work)."""
         try:
-            parser.parse_args(["--root_dir", "x", *self.extra])
+            self.parse_extra()
         except SystemExit:
             raise UserError(f"unknown option(s) {shlex.join(self.extra)}: capture.py passes unknown options to "
                             "train.py, which does not take them (see python train.py --help)") from None
@@ -328,7 +334,7 @@ class Capture:
                 "--max_time", f"{train_s / 60:.2f}", "--exp_name", EXP,
                 "--val_every", f"{self.val_every(wh, n_views - n_held, train_s, rec['walk_around']):.3g}",
                 "--val_num", VAL_NUM, *([] if self.gpu else ["--num_gpus", 0]),
-                *(["--optimize_cameras"] if fused else []), *self.extra]
+                *(["--optimize_cameras"] if refine else []), *self.extra]
         plan = {"argv": [str(a) for a in argv], "img_wh": list(wh), "train_seconds": round(train_s, 1),
                 "walk_around": rec["walk_around"], "turn": round(rec["turn"], 1), "n_views": n_views,
                 "n_held_out": n_held, "view_wh": view_wh, "video_wh": video_wh, "thumbnail_wh": small,
@@ -350,8 +356,8 @@ class Capture:
         fused, a walk around on the CPU's kernels, where it wins at equal time (RESULTS §25: +1.4 dB at the
         view size on beer's clip; without the kernels a refined step costs 2.3x); the last of
         ``--optimize_cameras`` and ``--no_optimize_cameras`` among the extra flags decides otherwise."""
-        said = [a for a in self.extra if a in ("--optimize_cameras", "--no_optimize_cameras")]
-        return said[-1] == "--optimize_cameras" if said else fused
+        said = self.parse_extra(optimize_cameras=None).optimize_cameras
+        return fused if said is None else said
 
     def fused_renders(self, walk_around):
         """Whether the renders after training run on the fused CPU kernels (``budget.render_speedup``): a walk
@@ -362,9 +368,7 @@ class Capture:
         if getattr(self, "_fused", None) is None:
             from models import kernels
 
-            asked = [a.split("=", 1)[1] for a in self.extra if a.startswith("--kernels=")]
-            asked += [b for a, b in zip(self.extra, self.extra[1:]) if a == "--kernels"]
-            self._fused = "eager" not in asked and kernels.extension() is not None
+            self._fused = self.parse_extra().kernels != "eager" and kernels.extension() is not None
         return self._fused
 
     def val_every(self, wh, n_train, train_s, fast):
