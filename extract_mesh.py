@@ -22,6 +22,7 @@ import torch
 # data, models
 from datasets import make_dataset, resolve_dataset_name
 from models import load_model
+from models.camera_opt import trained_poses
 from models.rendering import eval_render_kwargs
 from opt import check_opts, get_parser, parse_args
 from utils.errors import UserError, cli_main
@@ -245,9 +246,12 @@ def main(argv=None):
     args, explicit = parse_args(build_parser(), argv)
     ranges = check_flags(args)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    fields, hp, _ = load_model(args, explicit, device)
+    fields, hp, ckpt = load_model(args, explicit, device)
     check_opts(resolve_dataset_name(hp))
     ds = make_dataset(hp, "train")
+    ds.poses, refined = trained_poses(ckpt["state_dict"], ds.poses)
+    if refined:  # the photos' colours are read where the model saw them, not where SfM put the cameras
+        print("training cameras as the model refined them (--optimize_cameras)")
     if ds.ndc:
         raise UserError(f"--method {args.method}: this scene uses NDC rays (forward-facing LLFF): meshes need "
                         "metric rays; train with --spheric_poses for 360-degree captures")

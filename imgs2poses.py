@@ -8,7 +8,7 @@ reads the photos in ``SCENE_DIR/images`` and writes ``SCENE_DIR/sparse/0`` (a CO
 (nerfstudio's format, for nerfstudio, instant-ngp and splatting trainers), using pycolmap on the CPU:
 no COLMAP build needed.
 With ``--video``, the photos are first taken from the clip: the sharpest frame of each of
-``--num_frames`` equal stretches of it, upright (a phone's rotation tag is honoured), written as
+``--num_frames`` stretches of equal camera motion, upright (a phone's rotation tag is honoured), written as
 ``SCENE_DIR/images/frame_00001.jpg ...``; SfM then matches each frame with its neighbours. Frames
 in shooting order (a video, or more than 40 photos) are checked for a fold (the path jumping by 100
 degrees between neighbours: look-alike views matched) and posed again another way when one shows;
@@ -29,8 +29,8 @@ def get_parser():
     parser.add_argument("scene_dir", help="scene folder holding images/ (photos of one size); with --video, "
                                           "where images/ is written (created if missing)")
     parser.add_argument("--video", metavar="FILE",
-                        help="take the photos from this clip (mp4, mov, ...): frames spread evenly over it, "
-                             "the sharpest of each stretch, written to SCENE_DIR/images")
+                        help="take the photos from this clip (mp4, mov, ...): frames spread evenly over the walk "
+                             "(stretches of equal camera motion), the sharpest of each, written to SCENE_DIR/images")
     parser.add_argument("--num_frames", type=int, metavar="N",
                         help=f"with --video: how many frames to keep (default {DEFAULT_NUM_FRAMES})")
     parser.add_argument("--matcher", default="auto", choices=("auto", "exhaustive", "sequential"),

@@ -409,9 +409,7 @@ def write_report(out_dir, manifest):
                          f"{size}"
                          + (f" (at the thumbnail size, {'x'.join(map(str, small['img_wh']))}: <b id='psnr-thumbnail-size'>"
                             f"{small['psnr']:.2f} dB</b>, SSIM {small['ssim']:.3f})" if small else "")
-                         + (". Camera refinement: each view's pose was aligned to the model (100 steps on its own "
-                            "photo, the model frozen) before it was scored, as nerfstudio and BARF score"
-                            if metrics.get("cameras") else "")
+                         + (f". Camera refinement: {esc(metrics['cameras'])}" if metrics.get("cameras") else "")
                          + f". Each: ground truth | render | depth.</p>\n{figs}"))
 
     detail = detail_crops(out_dir, plan)

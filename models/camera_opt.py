@@ -61,6 +61,18 @@ class PoseCorrection(nn.Module):
         return float(d[:, :3].norm(dim=-1).mean().rad2deg()), float(d[:, 3:].norm(dim=-1).mean())
 
 
+def trained_poses(state_dict, poses):
+    """The training cameras as a model trained with ``--optimize_cameras`` learned them: ``poses``
+    ``(N, 3, 4)`` (the training split, in its order) with the checkpoint's corrections
+    (``camera_opt.delta``, ``(N, 6)``) applied. Returns ``(poses, corrected)``; ``poses`` unchanged
+    when the checkpoint has no corrections or holds them for another number of images."""
+    delta = state_dict.get("camera_opt.delta")
+    if delta is None or delta.shape[0] != len(poses):
+        return poses, False
+    with torch.no_grad():
+        return apply_correction(poses.float(), delta.float().to(poses.device)).to(poses.dtype), True
+
+
 def level_weights(progress, n_levels, start=0.0, end=0.3, first=0.25):
     """Coarse-to-fine weights ``(n_levels,)`` of a hash encoding's levels (BARF's schedule, for
     grids): the coarsest ``first`` share of the levels is always on; the finer ones fade in one

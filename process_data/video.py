@@ -1,8 +1,10 @@
 """Frames from a video for structure from motion: the work behind ``imgs2poses.py --video``.
 
-The clip is cut into ``num_frames`` equal windows of consecutive frames and the sharpest frame of
-each window is kept (variance of the Laplacian of a grayscale copy at most ``SCORE_SIDE`` pixels
-long), so the frames are spread evenly over the clip and motion-blurred ones are passed over.
+The clip is cut into ``num_frames`` stretches of equal camera motion and the sharpest frame of each
+is kept (variance of the Laplacian of a grayscale copy at most ``SCORE_SIDE`` pixels long). Motion is
+the mean optical flow between consecutive frames on copies ``MOTION_SIDE`` pixels long, so the frames
+are spread evenly over the walk, not over the seconds: a pause, or a slow start, does not take the
+frames that a fast stretch needs to stay matched, and motion-blurred frames are passed over.
 
 Decoding is ffmpeg's (the binary that imageio-ffmpeg ships), in two passes: one scores every frame
 on small grayscale copies, one writes the chosen frames at full size.
@@ -45,6 +47,13 @@ SCORE_SIDE = 640  # frames are scored on grayscale copies at most this long (nev
 # than SCORE_SIDE is scored at its own size, where the same view scores higher (beer at 90x160: sharp
 # 126-830, blurred by 4 px there 3-3.5), so the threshold is only more lenient for it.
 BLUR_THRESHOLD = 5.0
+MOTION_SIDE = 96  # consecutive frames are compared (dense optical flow) on copies at most this long
+# Pace: a step between frames is measured against the clip's typical step (the 75th percentile, so a
+# long pause does not make it 0). Flow is no measure of the turn (near things flow more): on beer's
+# walk at an even pace it varies 0.4-1.6x from frame to frame, and frames spread by it left gaps that
+# SfM could not bridge. So steps between STILL and FAST times the typical one count as equal (time),
+# slower ones less (a pause: nearly nothing), faster ones more (a quick swing gets more frames).
+STILL, FAST, MIN_WEIGHT = 0.25, 2.0, 0.05
 DARK_LEVEL = 16  # mean gray level (0-255) below which a frame counts as black / too dark
 MIN_GOOD_SHARE = 0.1  # fewer good frames than this share of those chosen (or than 3): refuse the clip
 JPEG_QUALITY = 95
@@ -171,10 +180,61 @@ def window_bounds(n_frames, n_windows):
     return np.arange(n_windows + 1) * n_frames // n_windows
 
 
-def pick_sharpest(scores, n_windows):
-    """Index of the highest score in each of ``n_windows`` equal windows of ``scores`` (the first on ties)."""
-    bounds = window_bounds(len(scores), n_windows)
+def frame_motion(prev, cur):
+    """How far the view moved between two grayscale frames of one size ``(h, w)`` (``MOTION_SIDE``
+    long): the mean magnitude of the dense optical flow (Farneback), in units of the long side."""
+    levels = int(np.clip(np.log2(min(prev.shape) / 8), 0, 3))  # a pyramid no coarser than ~8 pixels
+    flow = cv2.calcOpticalFlowFarneback(prev, cur, None, pyr_scale=0.5, levels=levels, winsize=9, iterations=3,
+                                        poly_n=5, poly_sigma=1.1, flags=0)
+    return float(np.linalg.norm(flow, axis=-1).mean()) / max(prev.shape)
+
+
+def path_positions(steps):
+    """Where each frame ends along the walk, in frames of an even pace: ``steps`` ``(N - 1,)``, the
+    motion between consecutive frames (``frame_motion``) -> ``(N,)`` increasing, the last the walk's
+    length. A frame's share is the mean weight of its steps (``STILL``, ``FAST``): 1 at an even
+    pace (then ``motion_bounds`` gives ``window_bounds``' windows), near 0 in a pause."""
+    steps = np.asarray(steps, np.float64)
+    typical = float(np.percentile(steps, 75)) if len(steps) else 0.0
+    if typical <= 0:  # nothing moves (or one frame): time
+        weight = np.ones(len(steps))
+    else:
+        r = steps / typical
+        weight = np.where(r < STILL, np.maximum(r / STILL, MIN_WEIGHT), np.where(r > FAST, r / FAST, 1.0))
+    if len(weight) == 0:
+        return np.ones(len(steps) + 1)
+    padded = np.concatenate([weight[:1], weight, weight[-1:]])
+    return np.cumsum((padded[:-1] + padded[1:]) / 2)
+
+
+def motion_bounds(positions, n_windows):
+    """``n_windows + 1`` frame indices cutting the frames into stretches of equal length along the walk
+    (``positions``, ``path_positions``), none empty: ``window_bounds`` over distance instead of time
+    (a window ends after the last frame that ends within it)."""
+    n = len(positions)
+    edges = positions[-1] * np.arange(n_windows + 1) / n_windows
+    bounds = np.searchsorted(positions, edges, side="right")
+    bounds[0], bounds[-1] = 0, n
+    for k in range(1, n_windows):  # at least one frame per stretch, and room left for the rest
+        bounds[k] = min(max(bounds[k], bounds[k - 1] + 1), n - (n_windows - k))
+    return bounds
+
+
+def pick_sharpest(scores, n_windows, positions=None):
+    """Index of the highest score in each of ``n_windows`` windows of ``scores`` (the first on ties):
+    equal in frames, or in distance along the walk when ``positions`` (``path_positions``) is given."""
+    bounds = window_bounds(len(scores), n_windows) if positions is None else motion_bounds(positions, n_windows)
     return [int(lo + np.argmax(scores[lo:hi])) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def describe_pace(chosen):
+    """A few words on how the chosen frames sit in time: how many frames of the clip lie between
+    them, least to most (a pause, or a slow start, shows as a long gap)."""
+    gaps = np.diff(chosen)
+    if len(gaps) == 0:
+        return "one frame"
+    lo, hi = int(gaps.min()), int(gaps.max())
+    return f"{lo} frame{'s' if lo != 1 else ''} apart" if lo == hi else f"{lo} to {hi} frames apart"
 
 
 def upright(frame, rotation):
@@ -238,20 +298,26 @@ def extract_frames(video, out_dir, num_frames=DEFAULT_NUM_FRAMES, log=print, pro
 
     scale = min(1.0, SCORE_SIDE / max(W, H))
     small = (max(1, round(W * scale)), max(1, round(H * scale))) if scale < 1 else None
-    scores, means = [], []
+    scores, means, steps, prev = [], [], [], None
     bar = tqdm(decode(video, "gray", small), total=n_packets, desc="[video 1/2] reading and scoring frames",
                unit="frame", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     for gray in bar:
         scores.append(sharpness(gray))
         means.append(float(gray.mean()))
+        f = MOTION_SIDE / max(gray.shape)
+        tiny = cv2.resize(gray, (max(8, round(gray.shape[1] * f)), max(8, round(gray.shape[0] * f))),
+                          interpolation=cv2.INTER_AREA) if f < 1 else gray
+        if prev is not None:
+            steps.append(frame_motion(prev, tiny))
+        prev = tiny
     bar.close()
     scores, means = np.array(scores), np.array(means)
     if len(scores) < num_frames:
         raise too_few_frames(video, len(scores), num_frames)
-    chosen = pick_sharpest(scores, num_frames)
-    step = len(scores) / num_frames
-    log(f"      kept {num_frames} of {len(scores)} frames: the sharpest of each window of "
-        f"{step:.3g} frame{'s' if step != 1 else ''}")
+    positions = path_positions(steps)
+    chosen = pick_sharpest(scores, num_frames, positions)
+    log(f"      kept {num_frames} of {len(scores)} frames: the sharpest of each of {num_frames} stretches of "
+        f"equal camera motion ({describe_pace(chosen)})")
     check_frames(video, chosen, scores, means, log)
 
     os.makedirs(out_dir, exist_ok=True)

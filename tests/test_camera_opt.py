@@ -11,7 +11,8 @@ from torch import nn
 from conftest import TINY, run_script
 from datasets.base import CameraPath
 from datasets.demo_scene import look_at_pose
-from models.camera_opt import PoseCorrection, align_views, apply_correction, level_weights, so3_exp
+from models.camera_opt import (PoseCorrection, align_views, apply_correction, level_weights, so3_exp,
+                               trained_poses)
 from models.hash_encoding import HashEncoding
 from models.rendering import render_chunked
 
@@ -105,6 +106,19 @@ def test_align_views_recovers_perturbed_poses():
     assert torch.equal(off.poses, torch.as_tensor(apply_correction(torch.as_tensor(true), error)))  # ds unchanged
 
 
+def test_trained_poses_apply_the_checkpoint_corrections():
+    """extract_mesh.py reads the photos' colours at the cameras a refined model learned."""
+    g = torch.Generator().manual_seed(0)
+    poses = torch.cat([torch.linalg.qr(torch.randn(4, 3, 3, generator=g))[0], torch.randn(4, 3, 1, generator=g)], -1)
+    delta = 0.1 * torch.randn(4, 6, generator=g)
+    out, corrected = trained_poses({"camera_opt.delta": delta}, poses)
+    assert corrected and torch.allclose(out, apply_correction(poses, delta))
+    assert (out - poses).abs().max() > 1e-3
+    for state in ({}, {"camera_opt.delta": delta[:3]}):  # no refinement; corrections for another split
+        out, corrected = trained_poses(state, poses)
+        assert not corrected and out is poses
+
+
 @pytest.mark.parametrize("fast", [False, True], ids=["vanilla", "fast"])
 def test_train_and_eval_with_optimize_cameras(tmp_path, demo_dir, fast):
     """train.py --optimize_cameras learns corrections (saved in the checkpoint); eval.py aligns the
@@ -122,6 +136,8 @@ def test_train_and_eval_with_optimize_cameras(tmp_path, demo_dir, fast):
     run_script("eval.py", "--ckpt_path", ckpt, "--split", "val", "--align_steps", 0, "--out_dir", tmp_path / "b",
                "--no_depth", cwd=tmp_path)
     assert "cameras" not in json.loads((tmp_path / "b" / "metrics.json").read_text())
+    proc = run_script("extract_mesh.py", "--ckpt_path", ckpt, "--preview_only", "--preview_N", 16, cwd=tmp_path)
+    assert "training cameras as the model refined them" in proc.stdout
 
 
 @pytest.mark.parametrize("flag,value,expect", [("--camera_lr", "0", "--camera_lr must be positive"),

@@ -1,4 +1,4 @@
-"""imgs2poses.py --video: frames from a clip (even spread, sharpest per window, upright), bad clips
+"""imgs2poses.py --video: frames from a clip (spread evenly over the walk, sharpest per stretch, upright), bad clips
 refused in one line with the scene left as it was, and a short clip of beer through SfM.
 
 Clips are made here from beer's photos, downscaled (90x160 for the frame tests, 270x480 for SfM)
@@ -64,6 +64,27 @@ def test_windows_are_even_and_pick_the_sharpest():
     assert vid.pick_sharpest(scores, 4) == [1, 3, 6, 8]  # windows [0,2) [2,5) [5,7) [7,10)
 
 
+def test_stretches_follow_the_motion_not_the_seconds():
+    """A walk that stands still for half its frames: the stretches of equal motion give the still
+    part one frame where equal windows of time give it half of them. A quick swing gets more frames
+    than time gives it; an even pace (flow varying 0.4-1.6x, as on beer's walk) is cut as time cuts
+    it; no stretch is ever empty."""
+    steps = [1.0] * 10 + [0.0] * 20 + [1.0] * 10  # 41 frames: 0-10 move, 11-30 stand still, 31-40 move
+    pos = vid.path_positions(steps)
+    assert len(pos) == 41 and np.all(np.diff(pos) > 0)  # a still frame still counts a little
+    still = lambda picks: sum(11 <= i <= 30 for i in picks)  # noqa: E731
+    by_motion, by_time = vid.pick_sharpest(np.ones(41), 8, pos), vid.pick_sharpest(np.ones(41), 8)
+    assert still(by_motion) <= 1 and still(by_time) >= 4, (by_motion, by_time)
+    swing = vid.pick_sharpest(np.ones(41), 10, vid.path_positions([1.0] * 34 + [6.0] * 6))  # frames 34-40 fast
+    assert sum(i >= 34 for i in swing) >= 3 > sum(i >= 34 for i in vid.pick_sharpest(np.ones(41), 10)), swing
+    even = np.random.default_rng(0).uniform(0.4, 1.6, 40)
+    for n in (8, 24, 41):
+        assert vid.motion_bounds(vid.path_positions(even), n).tolist() == vid.window_bounds(41, n).tolist()
+    for steps, n in (([0.0] * 20, 5), ([0.0] * 10 + [100.0] + [0.0] * 10, 5), ([1.0] * 149, 150), ([3.0] * 6, 7)):
+        bounds = vid.motion_bounds(vid.path_positions(steps), n)
+        assert bounds[0] == 0 and bounds[-1] == len(steps) + 1 and np.diff(bounds).min() >= 1, bounds
+
+
 def test_rotation_is_read_from_every_ffmpeg_wording():
     stream = "  Stream #0:0[0x1](und): Video: h264 (High) (avc1 / 0x31637661), yuv420p, 1920x1080, 30 fps"
     cases = {  # ffmpeg 8+, 4.x-7.x (side data), the legacy tag of older builds/files (clockwise)
@@ -110,11 +131,11 @@ def test_rotated_clip_gives_upright_frames(beer_dir, tmp_path, display_rotation)
         assert mad(frames[0], reader.get_data(0)) < 6
 
 
-def test_sharpest_frame_of_each_window_is_kept(beer_dir, tmp_path):
-    """12 different photos in 4 windows of 3; in each window all but one are blurred: the sharp one
-    is kept, in order, whatever its place in the window."""
+def test_sharpest_frame_of_each_stretch_is_kept(beer_dir, tmp_path):
+    """12 different photos of an even walk, so 4 stretches of 3; in each all but one are blurred: the
+    sharp one is kept, in order, whatever its place in the stretch."""
     src = beer_frames(beer_dir, range(30, 42))
-    sharp = [0, 5, 7, 11]  # first, last, middle, last of windows [0,3) [3,6) [6,9) [9,12)
+    sharp = [0, 5, 7, 11]  # first, last, middle, last of the stretches [0,3) [3,6) [6,9) [9,12)
     clip = [f if i in sharp else cv2.GaussianBlur(f, (0, 0), 1.5) for i, f in enumerate(src)]
     path = write_clip(tmp_path / "clip.mp4", clip)
     chosen = vid.extract_frames(str(path), str(tmp_path / "out"), num_frames=4, progress=False, log=lambda m: None)
@@ -124,6 +145,19 @@ def test_sharpest_frame_of_each_window_is_kept(beer_dir, tmp_path):
     for frame, i in zip(frames, sharp):
         diffs = [mad(frame, s) for s in src]
         assert int(np.argmin(diffs)) == i and diffs[i] < 6, diffs
+
+
+def test_a_pause_in_the_clip_does_not_take_the_frames(beer_dir, tmp_path):
+    """A clip that stands on its first view for 20 frames, then walks through 19 more photos: of 10
+    frames kept, equal windows of time would give 5 to the pause; stretches of equal motion give
+    every stretch of the walk its frame (9 or more different photos), and the log says how far apart."""
+    photos = beer_frames(beer_dir, range(20))
+    path = write_clip(tmp_path / "clip.mp4", [photos[0]] * 20 + photos[1:])
+    lines = []
+    chosen = vid.extract_frames(str(path), str(tmp_path / "out"), num_frames=10, progress=False, log=lines.append)
+    shown = {max(0, i - 19) for i in chosen}  # clip frame i shows photo max(0, i - 19)
+    assert len(shown) >= 9, chosen
+    assert any("stretches of equal camera motion" in line and "frames apart" in line for line in lines), lines
 
 
 # ---------------------------------------------------------------- bad input, through the script
