@@ -246,3 +246,15 @@ def test_pose_quality_needs_a_reference_model(tmp_path):
     proc = run_script("benchmarks/pose_quality.py", "--scene", tmp_path, "--out", tmp_path / "rows.json", check=False)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "sparse/0 is missing" in proc.stderr
     assert not (tmp_path / "rows.json").exists()
+
+
+def test_frame_choice_spends_no_frames_on_a_pause():
+    """benchmarks/frame_choice.py --no_sfm on a tiny demo walk that stands still for its first second:
+    windows of time keep 3 frames of the one still view, stretches of equal motion keep 1."""
+    from benchmarks import frame_choice
+
+    rows = frame_choice.main(["--size", "64", "--walk", "36", "--pause", "1", "--num_frames", "12", "--no_sfm"])
+    by = {r["way"]: r for r in rows}
+    assert by["time"]["from_pause"] >= 3 and by["motion"]["from_pause"] <= 1
+    assert by["motion"]["distinct_views"] == 12 > by["time"]["distinct_views"]
+    assert all(len(r["chosen"]) == 12 for r in rows)
