@@ -2,9 +2,10 @@
 
 The clip is cut into ``num_frames`` stretches of equal camera motion and the sharpest frame of each
 is kept (variance of the Laplacian of a grayscale copy at most ``SCORE_SIDE`` pixels long). Motion is
-the mean optical flow between consecutive frames on copies ``MOTION_SIDE`` pixels long, so the frames
-are spread evenly over the walk, not over the seconds: a pause, or a slow start, does not take the
-frames that a fast stretch needs to stay matched, and motion-blurred frames are passed over.
+the mean optical flow between consecutive frames on copies ``MOTION_SIDE`` pixels long, taken as a
+pace (``path_positions``): an even pace is cut as equal windows of time, a pause or a slow start
+counts for little, a quick swing for more. So a pause does not take the frames that a fast stretch
+needs to stay matched; and motion-blurred frames are passed over.
 
 Decoding is ffmpeg's (the binary that imageio-ffmpeg ships), in two passes: one scores every frame
 on small grayscale copies, one writes the chosen frames at full size.
