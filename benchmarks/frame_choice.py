@@ -57,10 +57,9 @@ def make_clip(path, size, views):
 
 def choose(clip, out_dir, n, way):
     """Frames of ``clip`` kept into ``out_dir/images`` the ``way`` asked (``time`` or ``motion``)."""
-    if way == "motion":
-        return video.extract_frames(clip, os.path.join(out_dir, "images"), n, log=lambda *a: None, progress=False)
     by_motion = video.pick_sharpest
-    video.pick_sharpest = lambda scores, k, positions=None: by_motion(scores, k)  # the windows of time
+    if way == "time":  # the windows of time: the motion's positions ignored
+        video.pick_sharpest = lambda scores, k, positions=None: by_motion(scores, k)
     try:
         return video.extract_frames(clip, os.path.join(out_dir, "images"), n, log=lambda *a: None, progress=False)
     finally:

@@ -196,14 +196,14 @@ def path_positions(steps):
     length. A frame's share is the mean weight of its steps (``STILL``, ``FAST``): 1 at an even
     pace (then ``motion_bounds`` gives ``window_bounds``' windows), near 0 in a pause."""
     steps = np.asarray(steps, np.float64)
-    typical = float(np.percentile(steps, 75)) if len(steps) else 0.0
-    if typical <= 0:  # nothing moves (or one frame): time
+    if len(steps) == 0:  # one frame
+        return np.ones(1)
+    typical = float(np.percentile(steps, 75))
+    if typical <= 0:  # nothing moves: time
         weight = np.ones(len(steps))
     else:
         r = steps / typical
         weight = np.where(r < STILL, np.maximum(r / STILL, MIN_WEIGHT), np.where(r > FAST, r / FAST, 1.0))
-    if len(weight) == 0:
-        return np.ones(len(steps) + 1)
     padded = np.concatenate([weight[:1], weight, weight[-1:]])
     return np.cumsum((padded[:-1] + padded[1:]) / 2)
 
